@@ -1,0 +1,80 @@
+"""The HandKeypoints messages: they import, their constants match the shared keypoint table, and a
+fully filled HandKeypointsArray crosses processes over real DDS with every field intact."""
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hand_cpm_ros.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
+
+msg_module = pytest.importorskip('hand_cpm_ros.msg', reason='messages not built: run scripts/setup.sh')
+HandKeypoints = msg_module.HandKeypoints
+HandKeypointsArray = msg_module.HandKeypointsArray
+
+FIXTURES = Path(__file__).parent / 'fixtures'
+sys.path.insert(0, str(FIXTURES))
+from publish_hands import example_array  # noqa: E402
+
+
+def test_keypoint_constants_match_shared_table():
+    assert HandKeypoints.NUM_KEYPOINTS == NUM_KEYPOINTS == 21
+    for index, name in enumerate(KEYPOINT_NAMES):
+        assert getattr(HandKeypoints, name.upper()) == index
+    assert (HandKeypoints.HANDEDNESS_UNKNOWN, HandKeypoints.HANDEDNESS_LEFT,
+            HandKeypoints.HANDEDNESS_RIGHT) == (0, 1, 2)
+
+
+def test_defaults_have_21_keypoints_and_no_3d():
+    hand = HandKeypoints()
+    assert len(hand.keypoints) == 21 and len(hand.confidences) == 21
+    assert list(hand.keypoints_3d) == []
+    assert hand.handedness == HandKeypoints.HANDEDNESS_UNKNOWN
+
+
+def _wait_for(predicate, executor, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not predicate():
+        executor.spin_once(timeout_sec=0.05)
+    return predicate()
+
+
+def test_array_crosses_processes_intact(ros_context):
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+
+    publisher = subprocess.Popen([sys.executable, str(FIXTURES / 'publish_hands.py')])
+    node = Node('hands_test_subscriber', context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    received = []
+    node.create_subscription(HandKeypointsArray, 'hands', received.append, 10)
+    try:
+        assert _wait_for(lambda: received, executor, timeout=30.0), 'no HandKeypointsArray arrived'
+    finally:
+        publisher.send_signal(signal.SIGINT)
+        publisher.wait(timeout=10)
+        executor.shutdown()
+        node.destroy_node()
+
+    got, sent = received[0], example_array()
+    assert (got.header.stamp.sec, got.header.stamp.nanosec) == (1234, 567_000_000)
+    assert got.header.frame_id == 'camera_color_optical_frame'
+    assert (got.image_width, got.image_height) == (640, 480)
+    assert len(got.hands) == 2
+    for g, s in zip(got.hands, sent.hands):
+        assert [(p.x, p.y, p.z) for p in g.keypoints] == [(p.x, p.y, p.z) for p in s.keypoints]
+        assert list(g.confidences) == pytest.approx(list(s.confidences), abs=1e-6)
+        assert g.score == pytest.approx(s.score, abs=1e-6)
+        assert (g.box.x_offset, g.box.y_offset, g.box.width, g.box.height) == \
+            (s.box.x_offset, s.box.y_offset, s.box.width, s.box.height)
+        assert g.handedness == s.handedness
+        assert g.handedness_score == pytest.approx(0.9, abs=1e-6)
+        assert g.track_id == s.track_id
+    assert got.hands[0].keypoints_3d == []
+    assert len(got.hands[1].keypoints_3d) == 21
+    assert math.isnan(got.hands[1].keypoints_3d[3].z)
+    assert got.hands[1].keypoints_3d[4].x == pytest.approx(0.04)
