@@ -1,0 +1,207 @@
+"""Hand localisation in whole camera frames: the pure half (numpy + OpenCV, no torch, no ROS).
+
+The localiser network (hand_cpm_train.localizer_model) sees the whole frame letterboxed to its
+input size and predicts, on a grid of stride `stride`, CenterNet-style maps:
+
+  channel 0     hand-centre logit (sigmoid: probability that a hand's centre is in this cell)
+  channels 1-2  log of the box width and height, in grid cells
+  channels 3-4  the centre's sub-cell offset (x, y) from the cell centre, in cells
+  channel 5     handedness logit (sigmoid: probability that the hand is a LEFT hand)
+
+`LocalizerCodec` both makes the training targets from boxes and decodes predictions back into
+boxes in source-image pixels, so training and deployment share one definition. Pixel convention
+as in geometry.py: pixel centres at integer coordinates; grid cell j's centre lies at input pixel
+j * stride + (stride - 1) / 2.
+"""
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+from hand_cpm_ros.geometry import apply_affine, box_iou_matrix, clip_box, invert_affine
+
+NUM_OUTPUTS = 6
+HEAT, SIZE, OFFSET, SIDE = 0, slice(1, 3), slice(3, 5), 5
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One hand found in a frame: box (x0, y0, x1, y1) in source pixels, score in [0, 1], and
+    handedness 'left' / 'right' with its probability, or None when unknown."""
+    box: tuple[float, float, float, float]
+    score: float
+    handedness: str | None = None
+    handedness_score: float = 0.0
+
+
+def letterbox_affine(source_width: int, source_height: int, input_width: int,
+                     input_height: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Source -> input 2x3 affine that fits the whole source image into the input, centred, with
+    one scale for both axes (aspect kept), plus the resized (width, height) it implies.
+
+    The source's outer edges map exactly onto the resized image's outer edges, so boxes round-trip
+    through `invert_affine` without drift for any image size and aspect ratio.
+    """
+    if min(source_width, source_height) < 1 or min(input_width, input_height) < 1:
+        raise ValueError(f'image sizes must be >= 1 pixel, got source {source_width}x{source_height}, '
+                         f'input {input_width}x{input_height}')
+    scale = min(input_width / source_width, input_height / source_height)
+    resized = (max(1, round(source_width * scale)), max(1, round(source_height * scale)))
+    pad_x, pad_y = (input_width - resized[0]) // 2, (input_height - resized[1]) // 2
+    scale_x, scale_y = resized[0] / source_width, resized[1] / source_height
+    affine = np.array([[scale_x, 0.0, 0.5 * scale_x - 0.5 + pad_x],
+                       [0.0, scale_y, 0.5 * scale_y - 0.5 + pad_y]])
+    return affine, resized
+
+
+def letterbox(image: np.ndarray, input_width: int, input_height: int,
+              fill: int = 114) -> tuple[np.ndarray, np.ndarray]:
+    """Resize (area-averaged when shrinking) and pad `image` into input_width x input_height.
+
+    Returns the letterboxed image and its source -> input affine.
+    """
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
+        raise ValueError(f'image must be a non-empty (H, W, 3) BGR array, got '
+                         f'{getattr(image, "shape", type(image))}')
+    height, width = image.shape[:2]
+    affine, (resized_w, resized_h) = letterbox_affine(width, height, input_width, input_height)
+    interpolation = cv2.INTER_AREA if resized_w < width else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (resized_w, resized_h), interpolation=interpolation)
+    pad_x, pad_y = (input_width - resized_w) // 2, (input_height - resized_h) // 2
+    output = np.full((input_height, input_width, 3), fill, dtype=image.dtype)
+    output[pad_y:pad_y + resized_h, pad_x:pad_x + resized_w] = resized
+    return output, affine
+
+
+def _sigmoid(values: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(values, -60.0, 60.0)))
+
+
+@dataclass(frozen=True)
+class LocalizerCodec:
+    """Targets for, and decoding of, the localiser's centre / size / offset / handedness maps."""
+    input_width: int = 320
+    input_height: int = 256
+    stride: int = 4
+    min_sigma: float = 0.8          # cells: the smallest centre Gaussian, for tiny hands
+    sigma_fraction: float = 1 / 6   # Gaussian sigma per axis = box extent in cells * this
+
+    def __post_init__(self):
+        if self.stride < 1 or self.input_width % self.stride or self.input_height % self.stride:
+            raise ValueError(f'input size {self.input_width}x{self.input_height} must be a multiple '
+                             f'of the stride {self.stride}')
+
+    def grid_size(self) -> tuple[int, int]:
+        """(width, height) of the output grid."""
+        return self.input_width // self.stride, self.input_height // self.stride
+
+    def _to_grid(self, points: np.ndarray) -> np.ndarray:
+        return (points + 0.5) / self.stride - 0.5
+
+    def _from_grid(self, points: np.ndarray) -> np.ndarray:
+        return (points + 0.5) * self.stride - 0.5
+
+    def encode(self, boxes: np.ndarray, is_left: Sequence[int | None] | None = None) -> dict[str, np.ndarray]:
+        """Training targets for boxes (M, 4) in input pixels; is_left per box: 1, 0 or None.
+
+        Returns float32 arrays: 'heat' (1, h, w) Gaussian peaks of height 1 at each centre cell;
+        'size' (2, h, w) and 'offset' (2, h, w) regression targets at those cells; 'reg_mask'
+        (h, w) 1 where size/offset are supervised; 'side' (1, h, w) and 'side_mask' (h, w) for
+        handedness. Boxes whose centre lies outside the input are skipped.
+        """
+        grid_w, grid_h = self.grid_size()
+        targets = {'heat': np.zeros((1, grid_h, grid_w), np.float32),
+                   'size': np.zeros((2, grid_h, grid_w), np.float32),
+                   'offset': np.zeros((2, grid_h, grid_w), np.float32),
+                   'reg_mask': np.zeros((grid_h, grid_w), np.float32),
+                   'side': np.zeros((1, grid_h, grid_w), np.float32),
+                   'side_mask': np.zeros((grid_h, grid_w), np.float32)}
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        sides = list(is_left) if is_left is not None else [None] * len(boxes)
+        if len(sides) != len(boxes):
+            raise ValueError(f'is_left has {len(sides)} entries for {len(boxes)} boxes')
+        xs, ys = np.arange(grid_w), np.arange(grid_h)
+        for (x0, y0, x1, y1), side in zip(boxes, sides):
+            if not (np.all(np.isfinite((x0, y0, x1, y1))) and x1 > x0 and y1 > y0):
+                raise ValueError(f'box must be finite with x1 > x0 and y1 > y0, got {(x0, y0, x1, y1)}')
+            centre = self._to_grid(np.array([(x0 + x1) / 2, (y0 + y1) / 2]))
+            cell = np.round(centre).astype(int)
+            if not (0 <= cell[0] < grid_w and 0 <= cell[1] < grid_h):
+                continue
+            extent = np.array([x1 - x0, y1 - y0]) / self.stride
+            sigma = np.maximum(extent * self.sigma_fraction, self.min_sigma)
+            gaussian = np.exp(-((ys[:, None] - cell[1]) ** 2) / (2 * sigma[1] ** 2)
+                              - ((xs[None, :] - cell[0]) ** 2) / (2 * sigma[0] ** 2))
+            np.maximum(targets['heat'][0], gaussian.astype(np.float32), out=targets['heat'][0])
+            targets['size'][:, cell[1], cell[0]] = np.log(extent)
+            targets['offset'][:, cell[1], cell[0]] = centre - cell
+            targets['reg_mask'][cell[1], cell[0]] = 1.0
+            if side is not None:
+                targets['side'][0, cell[1], cell[0]] = float(side)
+                targets['side_mask'][cell[1], cell[0]] = 1.0
+        return targets
+
+    def decode(self, outputs: np.ndarray, input_to_source: np.ndarray, source_size: tuple[int, int],
+               score_threshold: float = 0.4, max_hands: int = 2,
+               nms_iou: float = 0.5) -> list[Detection]:
+        """Hands from one image's outputs (6, h, w), best first, at most `max_hands`.
+
+        Peaks are cells that are the maximum of their 3x3 neighbourhood with probability at least
+        `score_threshold`; boxes are mapped to source pixels through `input_to_source` and clipped
+        to `source_size` = (width, height); overlapping boxes (IoU > nms_iou) keep the best one.
+        """
+        outputs = np.asarray(outputs, dtype=np.float32)
+        grid_w, grid_h = self.grid_size()
+        if outputs.shape != (NUM_OUTPUTS, grid_h, grid_w):
+            raise ValueError(f'localiser outputs must have shape ({NUM_OUTPUTS}, {grid_h}, {grid_w}), '
+                             f'got {outputs.shape}')
+        if not np.all(np.isfinite(outputs)):
+            raise ValueError('localiser outputs contain non-finite values (NaN or inf); '
+                             'the model or its input is broken')
+        heat = outputs[HEAT]
+        is_peak = heat >= cv2.dilate(heat, np.ones((3, 3), np.uint8))
+        logit_threshold = np.log(score_threshold / (1.0 - score_threshold)) if 0 < score_threshold < 1 \
+            else (-np.inf if score_threshold <= 0 else np.inf)
+        rows, cols = np.nonzero(is_peak & (heat >= logit_threshold))
+        order = np.argsort(-heat[rows, cols], kind='stable')
+        rows, cols = rows[order], cols[order]
+        if len(rows) == 0:
+            return []
+        centres = self._from_grid(np.stack([cols, rows], axis=1) + outputs[OFFSET][:, rows, cols].T)
+        extents = np.exp(np.clip(outputs[SIZE][:, rows, cols].T, -10.0, 10.0)) * self.stride
+        corners = np.concatenate([centres - extents / 2, centres + extents / 2], axis=1)
+        source_corners = np.concatenate([apply_affine(input_to_source, corners[:, :2]),
+                                         apply_affine(input_to_source, corners[:, 2:])], axis=1)
+        boxes = np.array([clip_box(box, *source_size) for box in source_corners])
+        scores = _sigmoid(heat[rows, cols])
+        left = _sigmoid(outputs[SIDE][rows, cols])
+        keep: list[int] = []
+        overlaps = box_iou_matrix(boxes, boxes)
+        for index in range(len(boxes)):
+            if boxes[index, 2] <= boxes[index, 0] or boxes[index, 3] <= boxes[index, 1]:
+                continue
+            if all(overlaps[index, kept] <= nms_iou for kept in keep):
+                keep.append(index)
+            if len(keep) == max_hands:
+                break
+        return [Detection(box=tuple(float(v) for v in boxes[i]), score=float(scores[i]),
+                          handedness='left' if left[i] >= 0.5 else 'right',
+                          handedness_score=float(max(left[i], 1.0 - left[i])))
+                for i in keep]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> 'LocalizerCodec':
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f'unknown localiser codec fields: {sorted(unknown)}')
+        return cls(**values)
+
+
+def prepare_frame(image_bgr: np.ndarray, codec: LocalizerCodec) -> tuple[np.ndarray, np.ndarray]:
+    """Letterbox a BGR frame to the codec's input size: (input image, input -> source affine)."""
+    letterboxed, source_to_input = letterbox(image_bgr, codec.input_width, codec.input_height)
+    return letterboxed, invert_affine(source_to_input)

@@ -1,0 +1,191 @@
+"""Keypoint and hand-box metrics (numpy only), shared by the evaluation CLI and the trainer.
+
+Shapes: N samples, K keypoints. pred, gt: (N, K, 2) pixels; visible: (N, K) bool (only visible
+ground-truth keypoints count); normalizer: (N,) pixels per sample. Definitions follow mmpose's
+`keypoint_pck_accuracy` / `keypoint_auc` / `keypoint_epe`; detection AP is VOC's all-point AP.
+"""
+from collections.abc import Sequence
+
+import numpy as np
+
+from hand_cpm_ros.geometry import box_iou_matrix
+
+PCK_THRESHOLDS = (0.05, 0.1, 0.2)
+
+
+def _keypoint_arrays(pred, gt, visible=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    pred, gt = np.asarray(pred, dtype=np.float64), np.asarray(gt, dtype=np.float64)
+    if pred.ndim != 3 or pred.shape[2] != 2 or pred.shape != gt.shape:
+        raise ValueError(f'pred and gt must both have shape (N, K, 2), got {pred.shape} and {gt.shape}')
+    mask = np.ones(gt.shape[:2], bool) if visible is None else np.asarray(visible, dtype=bool)
+    if mask.shape != gt.shape[:2]:
+        raise ValueError(f'visible must have shape {gt.shape[:2]}, got {mask.shape}')
+    if not np.all(np.isfinite(gt[mask])):
+        raise ValueError('visible ground-truth keypoints contain non-finite coordinates')
+    return pred, gt, mask
+
+
+def keypoint_errors(pred, gt) -> np.ndarray:
+    """Euclidean distance in pixels per keypoint: (N, K). A non-finite prediction gives inf."""
+    pred, gt, _ = _keypoint_arrays(pred, gt)
+    errors = np.linalg.norm(pred - gt, axis=2)
+    return np.where(np.isfinite(errors), errors, np.inf)
+
+
+def hand_box_size(gt, visible) -> np.ndarray:
+    """Longer side of the box around each sample's visible ground-truth keypoints: (N,) pixels.
+
+    0 for a sample with fewer than two distinct visible keypoints.
+    """
+    _, gt, mask = _keypoint_arrays(gt, gt, visible)
+    lows = np.where(mask[..., None], gt, np.inf).min(axis=1)
+    highs = np.where(mask[..., None], gt, -np.inf).max(axis=1)
+    sides = (highs - lows).max(axis=1)
+    return np.where(mask.any(axis=1), sides, 0.0)
+
+
+def _normalised_errors(pred, gt, visible, normalizer) -> tuple[np.ndarray, np.ndarray]:
+    """Errors divided by each sample's normaliser (N, K) and the visible mask."""
+    pred, gt, mask = _keypoint_arrays(pred, gt, visible)
+    norm = np.asarray(normalizer, dtype=np.float64)
+    if norm.shape != (len(gt),):
+        raise ValueError(f'normalizer must have shape ({len(gt)},), got {norm.shape}')
+    counted = mask.any(axis=1)
+    bad = counted & ~(np.isfinite(norm) & (norm > 0))
+    if bad.any():
+        raise ValueError(f'normalizer must be finite and > 0 for samples with visible keypoints; '
+                         f'bad samples: {np.flatnonzero(bad)[:10].tolist()}')
+    safe_norm = np.where(counted, norm, 1.0)
+    return keypoint_errors(pred, gt) / safe_norm[:, None], mask
+
+
+def pck(pred, gt, visible, normalizer, threshold: float) -> tuple[float, np.ndarray]:
+    """Percentage of Correct Keypoints: fraction of visible keypoints with error <= threshold * normalizer.
+
+    Returns (overall fraction over all visible keypoints, per-keypoint fractions (K,)); a keypoint
+    never visible has NaN, and the overall value is NaN when nothing is visible.
+    """
+    errors, mask = _normalised_errors(pred, gt, visible, normalizer)
+    correct = (errors <= threshold) & mask
+    counts = mask.sum(axis=0)
+    per_keypoint = np.divide(correct.sum(axis=0), counts, out=np.full(counts.shape, np.nan), where=counts > 0)
+    total = mask.sum()
+    return (float(correct.sum() / total) if total else float('nan')), per_keypoint
+
+
+def pck_curve(pred, gt, visible, normalizer, thresholds) -> np.ndarray:
+    """Overall PCK at each threshold: (T,)."""
+    errors, mask = _normalised_errors(pred, gt, visible, normalizer)
+    total = mask.sum()
+    if total == 0:
+        return np.full(len(thresholds), np.nan)
+    visible_errors = errors[mask]
+    return np.array([(visible_errors <= t).sum() / total for t in np.asarray(thresholds, dtype=np.float64)])
+
+
+def auc(pred, gt, visible, normalizer, max_threshold: float = 0.5, steps: int = 51) -> float:
+    """Area under the PCK curve for thresholds 0..max_threshold (`steps` evenly spaced), divided by
+    max_threshold so that a perfect predictor scores 1. Trapezoidal rule."""
+    if max_threshold <= 0 or steps < 2:
+        raise ValueError(f'need max_threshold > 0 and steps >= 2, got {max_threshold} and {steps}')
+    thresholds = np.linspace(0.0, max_threshold, steps)
+    curve = pck_curve(pred, gt, visible, normalizer, thresholds)
+    return float(np.trapezoid(curve, thresholds) / max_threshold)
+
+
+def epe(pred, gt, visible) -> float:
+    """Mean end-point error in pixels over the visible keypoints (NaN when none is visible)."""
+    _, _, mask = _keypoint_arrays(pred, gt, visible)
+    errors = keypoint_errors(pred, gt)[mask]
+    return float(errors.mean()) if errors.size else float('nan')
+
+
+def summary(pred, gt, visible) -> dict:
+    """The evaluation report: n, pck@0.05, pck@0.1, pck@0.2, auc (0..0.5), epe_px; plain Python numbers.
+
+    The normaliser is hand_box_size; samples with a zero-size hand box (fewer than two distinct
+    visible keypoints) are left out, and 'n' counts the samples evaluated.
+    """
+    pred, gt, mask = _keypoint_arrays(pred, gt, visible)
+    sizes = hand_box_size(gt, mask)
+    keep = sizes > 0
+    pred, gt, mask, sizes = pred[keep], gt[keep], mask[keep], sizes[keep]
+    report: dict = {'n': int(keep.sum())}
+    for threshold in PCK_THRESHOLDS:
+        report[f'pck@{threshold}'] = pck(pred, gt, mask, sizes, threshold)[0]
+    report['auc'] = auc(pred, gt, mask, sizes)
+    report['epe_px'] = epe(pred, gt, mask)
+    return report
+
+
+def match_detections(pred_boxes, pred_scores, gt_boxes, iou_threshold: float = 0.5) -> np.ndarray:
+    """Greedy VOC matching of one image's detections: (P,) index of the matched ground-truth box, -1 if none.
+
+    pred_boxes (P, 4), pred_scores (P,), gt_boxes (G, 4) as (x0, y0, x1, y1). In descending score
+    order each detection takes its highest-IoU ground-truth box; it is a true positive if that IoU
+    is >= iou_threshold and the box is not taken yet, else a false positive (a duplicate).
+    """
+    scores = np.asarray(pred_scores, dtype=np.float64).reshape(-1)
+    ious = box_iou_matrix(pred_boxes, gt_boxes)
+    if len(ious) != len(scores):
+        raise ValueError(f'pred_boxes and pred_scores differ in length: {len(ious)} vs {len(scores)}')
+    matched = np.full(len(scores), -1, dtype=np.int64)
+    taken = np.zeros(ious.shape[1], dtype=bool)
+    if ious.shape[1] == 0:
+        return matched
+    for index in np.argsort(-scores, kind='stable'):
+        best = int(ious[index].argmax())
+        if ious[index, best] >= iou_threshold and not taken[best]:
+            matched[index] = best
+            taken[best] = True
+    return matched
+
+
+def _ranked_detections(pred_boxes: Sequence, pred_scores: Sequence, gt_boxes: Sequence,
+                       iou_threshold: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Scores and true-positive flags of all images' detections, best score first, and the number of gt boxes."""
+    if not len(pred_boxes) == len(pred_scores) == len(gt_boxes):
+        raise ValueError(f'need one entry per image in pred_boxes, pred_scores and gt_boxes, got '
+                         f'{len(pred_boxes)}, {len(pred_scores)} and {len(gt_boxes)}')
+    scores, hits, num_gt = [], [], 0
+    for boxes, image_scores, truth in zip(pred_boxes, pred_scores, gt_boxes):
+        matched = match_detections(boxes, image_scores, truth, iou_threshold)
+        scores.append(np.asarray(image_scores, dtype=np.float64).reshape(-1))
+        hits.append(matched >= 0)
+        num_gt += int(np.size(truth) // 4)
+    scores, hits = np.concatenate(scores), np.concatenate(hits)
+    order = np.argsort(-scores, kind='stable')
+    return scores[order], hits[order], num_gt
+
+
+def detection_pr(pred_boxes: Sequence, pred_scores: Sequence, gt_boxes: Sequence,
+                 iou_threshold: float = 0.5, score_threshold: float = 0.0) -> tuple[float, float]:
+    """Precision and recall over a list of images, counting detections with score >= score_threshold.
+
+    Each argument is a list with one entry per image (boxes (P_i, 4), scores (P_i,), gt (G_i, 4)).
+    Undefined values (no detection kept, or no ground truth) are NaN.
+    """
+    scores, hits, num_gt = _ranked_detections(pred_boxes, pred_scores, gt_boxes, iou_threshold)
+    kept = scores >= score_threshold
+    true_positives = int(hits[kept].sum())
+    precision = true_positives / kept.sum() if kept.any() else float('nan')
+    recall = true_positives / num_gt if num_gt else float('nan')
+    return float(precision), float(recall)
+
+
+def average_precision(pred_boxes: Sequence, pred_scores: Sequence, gt_boxes: Sequence,
+                      iou_threshold: float = 0.5) -> float:
+    """VOC all-point average precision over a list of images (arguments as detection_pr).
+
+    Area under the precision-recall curve after making precision monotonically non-increasing
+    (each recall level takes the best precision at that recall or beyond). NaN without ground truth.
+    """
+    _, hits, num_gt = _ranked_detections(pred_boxes, pred_scores, gt_boxes, iou_threshold)
+    if num_gt == 0:
+        return float('nan')
+    true_positives = np.cumsum(hits)
+    recall = np.concatenate([[0.0], true_positives / num_gt, [1.0]])
+    precision = np.concatenate([[0.0], true_positives / np.arange(1, len(hits) + 1), [0.0]])
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    changes = np.flatnonzero(recall[1:] != recall[:-1])
+    return float(np.sum((recall[changes + 1] - recall[changes]) * precision[changes + 1]))

@@ -1,0 +1,94 @@
+"""Drawing: bone colours at known pixels, skipped keypoints, heat overlay placement, grid sizes."""
+import cv2
+import numpy as np
+import pytest
+
+from hand_cpm_ros.codec import HeatmapCodec
+from hand_cpm_ros.drawing import belief_map_grid, colorize_maps, contact_sheet, draw_hand, overlay_heatmap
+from hand_cpm_ros.geometry import apply_affine, crop_to_source_affine
+from hand_cpm_ros.keypoints import FINGER_COLORS_BGR, NUM_KEYPOINTS
+
+
+def upright_hand() -> np.ndarray:
+    """Five vertical fingers at x = 20, 60, ..., 180 (tips at y = 60), the wrist at (100, 190)."""
+    points = np.zeros((NUM_KEYPOINTS, 2))
+    points[0] = (100, 190)
+    for finger in range(5):
+        for joint, y in enumerate((150, 120, 90, 60)):
+            points[1 + 4 * finger + joint] = (20 + 40 * finger, y)
+    return points
+
+
+def test_bones_have_their_finger_colour():
+    image = draw_hand(np.zeros((200, 200, 3), np.uint8), upright_hand(), thickness=2)
+    for finger in range(5):
+        x = 20 + 40 * finger
+        assert tuple(image[105, x]) == FINGER_COLORS_BGR[finger]     # between PIP (120) and DIP (90)
+        assert tuple(image[60, x]) == FINGER_COLORS_BGR[finger]      # the tip's dot
+        assert not image[105, x + 10].any()                          # beside the bone: background
+    assert tuple(image[190, 100]) == FINGER_COLORS_BGR[0]            # the wrist dot
+
+
+def test_low_score_and_invisible_keypoints_are_skipped():
+    scores = np.full(NUM_KEYPOINTS, 0.9)
+    scores[8] = 0.1                                                  # index tip
+    image = draw_hand(np.zeros((200, 200, 3), np.uint8), upright_hand(), scores, threshold=0.5)
+    assert not image[60, 60].any() and not image[75, 60].any()      # no tip dot, no DIP-tip bone
+    assert tuple(image[105, 60]) == FINGER_COLORS_BGR[1]
+    visible = np.ones(NUM_KEYPOINTS, bool)
+    visible[13:17] = False                                           # the ring finger
+    image = draw_hand(np.zeros((200, 200, 3), np.uint8), upright_hand(), visible)
+    assert not image[50:160, 135:145].any()
+    assert tuple(image[105, 180]) == FINGER_COLORS_BGR[4]
+
+
+def test_label_and_bad_image():
+    plain = draw_hand(np.zeros((200, 200, 3), np.uint8), upright_hand())
+    labelled = draw_hand(np.zeros((200, 200, 3), np.uint8), upright_hand(), label='R 0.93 #4')
+    changed = np.argwhere(np.any(plain != labelled, axis=2))
+    assert len(changed) > 20 and changed[:, 0].max() < 190           # above the wrist
+    with pytest.raises(ValueError, match=r'\(H, W, 3\) uint8'):
+        draw_hand(np.zeros((10, 10), np.uint8), upright_hand())
+
+
+def test_overlay_is_placed_in_source_frame_and_leaves_zero_heat_alone():
+    codec = HeatmapCodec(64, 8, 4.0)
+    keypoints = np.full((NUM_KEYPOINTS, 2), np.nan)
+    keypoints[0] = (20.0, 40.0)
+    visible = np.zeros(NUM_KEYPOINTS, bool)
+    visible[0] = True
+    maps, _ = codec.encode(keypoints, visible)
+    crop_to_source = crop_to_source_affine(200.0, 100.0, 128.0, 64)
+    source = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    before = source.copy()
+    result = overlay_heatmap(source, maps, crop_to_source, alpha=0.8)
+    assert result is source and result.shape == (240, 320, 3)
+    peak_x, peak_y = np.rint(apply_affine(crop_to_source, keypoints[:1])[0]).astype(int)
+    difference = np.abs(result.astype(int) - before).sum(axis=2)
+    assert difference[peak_y, peak_x] > 0
+    assert np.array_equal(result[:, :130], before[:, :130])        # left of the crop (x >= 135.5)
+    far_from_peak = np.hypot(*np.meshgrid(np.arange(320) - peak_x, np.arange(240) - peak_y)) > 60
+    assert np.array_equal(result[far_from_peak], before[far_from_peak])
+
+
+def test_colorize_maps_ignores_background():
+    maps = np.zeros((22, 8, 8), np.float32)
+    maps[21] = 1.0
+    colour = colorize_maps(maps, (40, 30))
+    assert colour.shape == (30, 40, 3)
+    zero = cv2.applyColorMap(np.zeros((1, 1), np.uint8), cv2.COLORMAP_JET)[0, 0]
+    assert np.all(colour == zero)
+    maps[5, 4, 4] = 1.0
+    assert not np.all(colorize_maps(maps, (40, 30)) == zero)
+
+
+def test_contact_sheet_and_belief_map_grid_shapes():
+    images = [np.full((20, 40, 3), 255, np.uint8)] + [np.zeros((30, 30), np.uint8)] * 4
+    sheet = contact_sheet(images, columns=3, cell_size=(40, 30), labels=None)
+    assert sheet.shape == (60, 120, 3)
+    assert np.all(sheet[5:25, 0:40] == 255) and not sheet[0:5, 0:40].any()  # letterboxed 40x20 in 40x30
+    assert not sheet[30:60, 80:120].any()                                    # the empty sixth cell
+    grid = belief_map_grid(np.random.default_rng(0).random((22, 8, 8)), np.zeros((64, 64, 3), np.uint8), cell=32)
+    assert grid.shape == (4 * 32, 6 * 32, 3)
+    with pytest.raises(ValueError, match='at least one image'):
+        contact_sheet([], 3, 10)

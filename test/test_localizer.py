@@ -1,0 +1,113 @@
+"""Hand localiser, pure half: letterbox geometry for any image size, and the codec's encode ->
+decode round trip from boxes to maps and back to source-pixel boxes."""
+import numpy as np
+import pytest
+
+from hand_cpm_ros.geometry import apply_affine, invert_affine
+from hand_cpm_ros.localizer import LocalizerCodec, letterbox, letterbox_affine, prepare_frame
+
+
+def _logit(p):
+    return np.log(p / (1 - p))
+
+
+def _outputs_from_targets(codec, targets, heat_prob=0.95, left_prob=0.9):
+    """Network-like outputs that say exactly what the targets say (peaks as logits)."""
+    outputs = np.full((6,) + targets['heat'].shape[1:], -8.0, np.float32)
+    peaks = targets['reg_mask'] > 0
+    outputs[0] = np.where(targets['heat'][0] > 0.99, _logit(heat_prob), _logit(np.clip(targets['heat'][0] * 0.5, 1e-4, 0.4)))
+    outputs[1:3] = targets['size']
+    outputs[3:5] = targets['offset']
+    outputs[5] = np.where(targets['side'][0] > 0.5, _logit(left_prob), _logit(1 - left_prob))
+    assert peaks.sum() >= 1
+    return outputs
+
+
+@pytest.mark.parametrize('size', [(640, 480), (480, 640), (1280, 720), (333, 217), (320, 256)])
+def test_letterbox_maps_edges_and_centre(size):
+    width, height = size
+    affine, (rw, rh) = letterbox_affine(width, height, 320, 256)
+    image_edges = np.array([[-0.5, -0.5], [width - 0.5, height - 0.5]])
+    mapped = apply_affine(affine, image_edges)
+    pad_x, pad_y = (320 - rw) // 2, (256 - rh) // 2
+    np.testing.assert_allclose(mapped, [[pad_x - 0.5, pad_y - 0.5], [pad_x + rw - 0.5, pad_y + rh - 0.5]], atol=1e-9)
+    assert rw <= 320 and rh <= 256 and (rw == 320 or rh == 256)
+
+
+def test_letterbox_image_content_lands_where_the_affine_says():
+    image = np.zeros((480, 640, 3), np.uint8)
+    image[200:240, 400:440] = 255  # a 40x40 white square centred at (419.5, 219.5)
+    boxed, affine = letterbox(image, 320, 256)
+    assert boxed.shape == (256, 320, 3)
+    ys, xs = np.nonzero(boxed[:, :, 0] > 127)
+    centre = apply_affine(affine, [[419.5, 219.5]])[0]
+    assert abs(xs.mean() - centre[0]) < 0.6 and abs(ys.mean() - centre[1]) < 0.6
+
+
+@pytest.mark.parametrize('size', [(640, 480), (1280, 720), (300, 500)])
+def test_encode_decode_round_trip_in_source_pixels(size):
+    codec = LocalizerCodec()
+    width, height = size
+    source_boxes = np.array([[0.1 * width, 0.2 * height, 0.35 * width, 0.6 * height],
+                             [0.6 * width, 0.5 * height, 0.9 * width, 0.95 * height]])
+    frame = np.zeros((height, width, 3), np.uint8)
+    _, input_to_source = prepare_frame(frame, codec)
+    source_to_input = invert_affine(input_to_source)
+    input_boxes = np.concatenate([apply_affine(source_to_input, source_boxes[:, :2]),
+                                  apply_affine(source_to_input, source_boxes[:, 2:])], axis=1)
+    targets = codec.encode(input_boxes, is_left=[1, 0])
+    detections = codec.decode(_outputs_from_targets(codec, targets), input_to_source, (width, height),
+                              score_threshold=0.5, max_hands=4)
+    assert len(detections) == 2
+    found = sorted(detections, key=lambda d: d.box[0])
+    for detection, truth, side in zip(found, source_boxes, ['left', 'right']):
+        np.testing.assert_allclose(detection.box, truth, atol=1e-3)
+        assert detection.score == pytest.approx(0.95, abs=1e-4)
+        assert detection.handedness == side and detection.handedness_score == pytest.approx(0.9, abs=1e-4)
+
+
+def test_empty_frame_gives_no_hands_and_max_hands_caps():
+    codec = LocalizerCodec()
+    _, input_to_source = prepare_frame(np.zeros((480, 640, 3), np.uint8), codec)
+    empty = codec.encode(np.zeros((0, 4)))
+    assert empty['heat'].max() == 0 and empty['reg_mask'].sum() == 0
+    assert codec.decode(_outputs_with_no_hand(codec), input_to_source, (640, 480)) == []
+    boxes = np.array([[10, 10, 60, 60], [100, 10, 150, 60], [200, 10, 250, 60]], float)
+    outputs = _outputs_from_targets(codec, codec.encode(boxes))
+    assert len(codec.decode(outputs, input_to_source, (640, 480), score_threshold=0.5, max_hands=2)) == 2
+
+
+def _outputs_with_no_hand(codec):
+    grid_w, grid_h = codec.grid_size()
+    return np.full((6, grid_h, grid_w), -6.0, np.float32)
+
+
+def test_targets_peak_at_one_per_hand_with_regression_only_at_centres():
+    codec = LocalizerCodec(input_width=64, input_height=32, stride=4)
+    targets = codec.encode(np.array([[10.0, 6.0, 30.0, 26.0]]), is_left=[None])
+    assert targets['heat'].shape == (1, 8, 16)
+    assert targets['heat'].max() == pytest.approx(1.0)
+    assert targets['reg_mask'].sum() == 1 and targets['side_mask'].sum() == 0
+    row, col = np.argwhere(targets['reg_mask'] > 0)[0]
+    # centre (20, 16) in input pixels -> grid (4.625, 3.625) -> cell (5, 4), offset (-0.375, -0.375)
+    assert (row, col) == (4, 5)
+    np.testing.assert_allclose(targets['offset'][:, row, col], [-0.375, -0.375])
+    np.testing.assert_allclose(targets['size'][:, row, col], np.log([5.0, 5.0]), rtol=1e-6)
+
+
+def test_bad_inputs_are_refused_clearly():
+    codec = LocalizerCodec()
+    with pytest.raises(ValueError, match='multiple of the stride'):
+        LocalizerCodec(input_width=322)
+    with pytest.raises(ValueError, match='x1 > x0'):
+        codec.encode(np.array([[5.0, 5.0, 5.0, 9.0]]))
+    with pytest.raises(ValueError, match='shape'):
+        codec.decode(np.zeros((6, 3, 3)), np.eye(2, 3), (640, 480))
+    bad = _outputs_with_no_hand(codec)
+    bad[0, 2, 2] = np.nan
+    with pytest.raises(ValueError, match='non-finite'):
+        codec.decode(bad, np.eye(2, 3), (640, 480))
+    with pytest.raises(ValueError, match=r'\(H, W, 3\)'):
+        letterbox(np.zeros((0, 10, 3), np.uint8), 320, 256)
+    with pytest.raises(ValueError, match=r'\(H, W, 3\)'):
+        letterbox(np.zeros((10, 10), np.uint8), 320, 256)

@@ -1,0 +1,92 @@
+"""Keypoint and detection metrics on hand-made arrays with values worked out by hand."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from hand_cpm_ros.metrics import (auc, average_precision, detection_pr, epe, hand_box_size, keypoint_errors,
+                                  match_detections, pck, pck_curve, summary)
+
+GT = np.zeros((1, 3, 2))
+PRED = np.array([[[0.0, 0.0], [3.0, 4.0], [1.0, 1.0]]])   # errors 0, 5, sqrt(2)
+VISIBLE = np.ones((1, 3), bool)
+NORM = np.array([10.0])                                     # normalised errors 0, 0.5, 0.1414
+
+
+def test_keypoint_errors_and_epe():
+    np.testing.assert_allclose(keypoint_errors(PRED, GT), [[0.0, 5.0, math.sqrt(2)]])
+    assert epe(PRED, GT, VISIBLE) == pytest.approx((5 + math.sqrt(2)) / 3)
+    assert epe(PRED, GT, [[True, False, True]]) == pytest.approx(math.sqrt(2) / 2)
+    assert keypoint_errors([[[np.nan, 0.0]]], [[[0.0, 0.0]]])[0, 0] == np.inf
+
+
+def test_pck_fractions_and_never_visible_keypoint():
+    overall, per_keypoint = pck(PRED, GT, VISIBLE, NORM, 0.2)
+    assert overall == pytest.approx(2 / 3)
+    np.testing.assert_array_equal(per_keypoint, [1.0, 0.0, 1.0])
+    pred = np.concatenate([PRED, PRED + [[[0.0, 0.0], [0.0, 0.0], [9.0, 9.0]]]])
+    gt = np.zeros((2, 3, 2))
+    visible = np.array([[True, True, False], [True, False, False]])
+    overall, per_keypoint = pck(pred, gt, visible, [10.0, 10.0], 0.2)
+    assert overall == pytest.approx(2 / 3)            # kp0 twice right, kp1 once wrong
+    np.testing.assert_array_equal(per_keypoint[:2], [1.0, 0.0])
+    assert math.isnan(per_keypoint[2])
+
+
+def test_pck_curve_and_auc_by_hand():
+    np.testing.assert_allclose(pck_curve(PRED, GT, VISIBLE, NORM, [0.0, 0.25, 0.5]), [1 / 3, 2 / 3, 1.0])
+    # trapezoids: 0.25 * (1/3 + 2/3) / 2 + 0.25 * (2/3 + 1) / 2 = 1/3, divided by 0.5
+    assert auc(PRED, GT, VISIBLE, NORM, max_threshold=0.5, steps=3) == pytest.approx(2 / 3)
+    assert auc(GT, GT, VISIBLE, NORM) == pytest.approx(1.0)
+
+
+def test_hand_box_size_and_summary():
+    gt = np.array([[[0.0, 0.0], [10.0, 4.0], [3.0, 20.0]],
+                   [[5.0, 5.0], [100.0, 100.0], [7.0, 7.0]]])
+    visible = np.array([[True, True, True], [True, False, False]])
+    np.testing.assert_allclose(hand_box_size(gt, visible), [20.0, 0.0])
+    pred = gt + np.array([[[0.0, 0.0], [0.0, 3.0], [0.0, 1.5]], [[50.0, 0.0], [0.0, 0.0], [0.0, 0.0]]])
+    report = summary(pred, gt, visible)
+    assert list(report) == ['n', 'pck@0.05', 'pck@0.1', 'pck@0.2', 'auc', 'epe_px']
+    assert report['n'] == 1                     # the one-keypoint sample has no box size
+    assert report['pck@0.05'] == pytest.approx(1 / 3)   # errors / 20 = 0, 0.15, 0.075
+    assert report['pck@0.1'] == pytest.approx(2 / 3)
+    assert report['pck@0.2'] == pytest.approx(1.0)
+    assert report['epe_px'] == pytest.approx(1.5)
+    assert 0 < report['auc'] < 1
+    json.dumps(report)
+
+
+def test_bad_normaliser_and_shapes_raise():
+    with pytest.raises(ValueError, match='normalizer must be finite and > 0'):
+        pck(PRED, GT, VISIBLE, [0.0], 0.1)
+    with pytest.raises(ValueError, match=r'\(N, K, 2\)'):
+        epe(PRED[0], GT[0], VISIBLE)
+
+
+GT_BOXES = [np.array([[0, 0, 10, 10], [20, 20, 30, 30]])]
+PRED_BOXES = [np.array([[0, 0, 10, 10], [0, 0, 10, 11], [20, 20, 30, 31], [50, 50, 60, 60]])]
+PRED_SCORES = [np.array([0.9, 0.8, 0.7, 0.6])]   # TP, duplicate FP, TP, FP
+
+
+def test_match_detections_greedy_by_score():
+    np.testing.assert_array_equal(match_detections(PRED_BOXES[0], PRED_SCORES[0], GT_BOXES[0]), [0, -1, 1, -1])
+    # the same boxes with the duplicate scored higher: it takes gt 0 instead
+    np.testing.assert_array_equal(match_detections(PRED_BOXES[0], [0.8, 0.9, 0.7, 0.6], GT_BOXES[0]),
+                                  [-1, 0, 1, -1])
+    np.testing.assert_array_equal(match_detections(PRED_BOXES[0], PRED_SCORES[0], np.zeros((0, 4))),
+                                  [-1, -1, -1, -1])
+
+
+def test_precision_recall_and_average_precision():
+    assert detection_pr(PRED_BOXES, PRED_SCORES, GT_BOXES, score_threshold=0.75) == (0.5, 0.5)
+    assert detection_pr(PRED_BOXES, PRED_SCORES, GT_BOXES) == (0.5, 1.0)
+    # ranking TP, FP, TP, FP: precision envelope 1 at recall 0.5, 2/3 at recall 1
+    assert average_precision(PRED_BOXES, PRED_SCORES, GT_BOXES) == pytest.approx(0.5 + 0.5 * 2 / 3)
+    # a second image whose gt is missed halves the reachable recall
+    boxes = PRED_BOXES + [np.zeros((0, 4))]
+    scores = PRED_SCORES + [np.zeros(0)]
+    gts = GT_BOXES + [np.array([[0, 0, 5, 5], [10, 10, 15, 15]])]
+    assert average_precision(boxes, scores, gts) == pytest.approx(0.25 * 1 + 0.25 * 2 / 3)
+    assert math.isnan(average_precision(PRED_BOXES, PRED_SCORES, [np.zeros((0, 4))]))
