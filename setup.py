@@ -31,5 +31,14 @@ setup(
     # One entry per line in exactly this form: CMakeLists.txt reads this list to install the same
     # commands on a robot.
     entry_points={'console_scripts': [
+        'hand_cpm_node = hand_cpm_ros.node:main',
+        'hand-cpm-detect = hand_cpm_ros.detect_cli:main',
+        'hand-cpm-models = hand_cpm_train.models:main',
+        'hand-cpm-synth = hand_cpm_train.synth.cli:main',
+        'hand-cpm-export = hand_cpm_train.export:main',
+        'hand-cpm-train = hand_cpm_train.train:main',
+        'hand-cpm-eval = hand_cpm_train.evaluate:main',
+        'hand-cpm-benchmark = hand_cpm_train.benchmark:main',
+        'hand-cpm-build-engine = hand_cpm_ros.tensorrt_build:main',
     ]},
 )

@@ -1,0 +1,220 @@
+"""hand-cpm-detect: hand keypoints in image and video files, with the node's HandPipeline.
+
+    hand-cpm-detect IMAGE_OR_VIDEO... --box X0,Y0,X1,Y1 [--json] [--out DIR] [--model PATH]
+
+--json prints one JSON object per image (per frame for videos) on its own line:
+{"image": PATH, ["frame": N,] "hands": [{"keypoints": [[x, y, score] x 21], "box": [x0, y0, x1, y1],
+"score": s, "handedness": "left|right|unknown"}]}, in source-image pixels (pixel centres at integer
+coordinates). --out DIR writes annotated copies (videos as DIR/<name>.mp4). Frames of one video are
+tracked; separate files are independent.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .backends import BACKEND_NAMES, BackendError, create_backend
+from .pipeline import FrameResult, HandPipeline, default_model_path, draw_result
+
+IMAGE_SUFFIXES = {'.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm'}
+VIDEO_SUFFIXES = {'.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg'}
+NO_LOCALIZER = ('finding hands without --box needs the hand localiser model, which is not '
+                'available yet (issue pending); give the hand\'s box with --box X0,Y0,X1,Y1')
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def parse_box(text: str) -> tuple[float, float, float, float]:
+    """'X0,Y0,X1,Y1' (source pixels) -> a box with x1 > x0 and y1 > y0."""
+    try:
+        x0, y0, x1, y1 = (float(part) for part in text.split(','))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'--box needs four comma-separated numbers X0,Y0,X1,Y1, got {text!r}') from None
+    if not (np.all(np.isfinite((x0, y0, x1, y1))) and x1 > x0 and y1 > y0):
+        raise argparse.ArgumentTypeError(f'--box needs finite X1 > X0 and Y1 > Y0, got {text!r}')
+    return x0, y0, x1, y1
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='hand-cpm-detect',
+        description='Find the 21 keypoints of hands in images and videos (the node\'s pipeline, '
+                    'offline).')
+    parser.add_argument('inputs', nargs='+', type=Path, metavar='IMAGE_OR_VIDEO',
+                        help=f'image ({", ".join(sorted(IMAGE_SUFFIXES))}) or video '
+                             f'({", ".join(sorted(VIDEO_SUFFIXES))}) files')
+    parser.add_argument('--box', type=parse_box, metavar='X0,Y0,X1,Y1',
+                        help='the hand\'s box in source pixels, used for every image/frame '
+                             '(skips localisation)')
+    parser.add_argument('--json', action='store_true',
+                        help='print one JSON object per image / video frame')
+    parser.add_argument('--out', type=Path, metavar='DIR', help='write annotated images here')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace existing files in --out')
+    parser.add_argument('--heatmap', action='store_true',
+                        help='blend the belief maps into the --out images')
+    parser.add_argument('--model', type=Path, default=None,
+                        help=f'.onnx model or .pt checkpoint (default: {default_model_path()})')
+    parser.add_argument('--engine', type=Path, default=None, help='TensorRT engine file')
+    parser.add_argument('--backend', choices=BACKEND_NAMES, default='auto',
+                        help='inference backend (default: auto)')
+    parser.add_argument('--threads', type=int, default=None, help='CPU threads of the backend')
+    parser.add_argument('--max-hands', type=int, default=2, help='at most this many hands (1..8)')
+    parser.add_argument('--keypoint-threshold', type=float, default=0.2,
+                        help='keypoints below this confidence do not shape boxes or drawings')
+    parser.add_argument('--hand-threshold', type=float, default=0.3,
+                        help='hands scoring below this are dropped')
+    parser.add_argument('--crop-margin', type=float, default=0.25,
+                        help='margin around the box before cropping, fraction of its side')
+    return parser
+
+
+def result_record(path: Path, result: FrameResult, frame: int | None = None) -> dict:
+    """The JSON object of one image or video frame."""
+    record: dict = {'image': str(path)}
+    if frame is not None:
+        record['frame'] = frame
+    record['hands'] = [{
+        'keypoints': [[round(float(x), 3), round(float(y), 3), round(float(score), 4)]
+                      for (x, y), score in zip(hand.keypoints, hand.scores)],
+        'box': [round(float(value), 3) for value in hand.box],
+        'score': round(float(hand.score), 4),
+        'handedness': hand.handedness.name.lower(),
+    } for hand in result.hands]
+    return record
+
+
+def _plan_outputs(inputs: list[Path], out_dir: Path | None, overwrite: bool) -> dict[Path, Path]:
+    """Input -> annotated output path; CliError for clashes or files that exist."""
+    if out_dir is None:
+        return {}
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CliError(f'--out {out_dir} exists and is not a directory')
+    outputs: dict[Path, Path] = {}
+    for path in inputs:
+        suffix = '.mp4' if path.suffix.lower() in VIDEO_SUFFIXES else path.suffix.lower()
+        target = out_dir / f'{path.stem}{suffix}'
+        if target in outputs.values():
+            raise CliError(f'two inputs would both be written to {target}: give them different names')
+        if target.resolve() == path.resolve():
+            raise CliError(f'{target} is an input: choose another --out directory')
+        if target.exists() and not overwrite:
+            raise CliError(f'{target} exists; pass --overwrite to replace it')
+        outputs[path] = target
+    return outputs
+
+
+def _check_inputs(inputs: list[Path]) -> None:
+    for path in inputs:
+        if not path.is_file():
+            raise CliError(f'input {path} does not exist or is not a file')
+        if path.suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+            raise CliError(f'input {path}: unsupported file type {path.suffix!r}; images: '
+                           f'{", ".join(sorted(IMAGE_SUFFIXES))}; videos: '
+                           f'{", ".join(sorted(VIDEO_SUFFIXES))}')
+
+
+def _frames(path: Path):
+    """(frame index, time in seconds, frame rate, BGR image) of a video's frames, or
+    (None, None, None, image) for an image."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise CliError(f'cannot read image {path}: not a readable image file')
+        yield None, None, None, image
+        return
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise CliError(f'cannot open video {path}: not a readable video file')
+    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+    index = 0
+    try:
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                break
+            yield index, index / fps, fps, image
+            index += 1
+    finally:
+        capture.release()
+    if index == 0:
+        raise CliError(f'video {path} has no readable frames')
+
+
+def _describe(path: Path, frame: int | None, result: FrameResult) -> str:
+    where = str(path) if frame is None else f'{path} frame {frame}'
+    hands = '; '.join(f'{hand.handedness.name.lower()} hand score {hand.score:.2f} box '
+                      f'[{", ".join(f"{v:.1f}" for v in hand.box)}]' for hand in result.hands)
+    return f'{where}: {len(result.hands)} hand(s){": " + hands if hands else ""}'
+
+
+def run(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    if args.box is None:
+        raise CliError(NO_LOCALIZER)
+    _check_inputs(args.inputs)
+    outputs = _plan_outputs(args.inputs, args.out, args.overwrite)
+    model = args.model or default_model_path()
+    try:
+        backend = create_backend(args.backend, model_path=str(model),
+                                 engine_path=None if args.engine is None else str(args.engine),
+                                 threads=args.threads, logger=lambda text: None)
+        pipeline = HandPipeline(backend, max_hands=args.max_hands, crop_margin=args.crop_margin,
+                                keypoint_threshold=args.keypoint_threshold,
+                                hand_threshold=args.hand_threshold)
+    except (BackendError, ValueError) as error:
+        raise CliError(str(error)) from error
+    if outputs:
+        args.out.mkdir(parents=True, exist_ok=True)
+    for path in tqdm(args.inputs, desc='hand-cpm-detect', unit='file', file=sys.stderr,
+                     disable=len(args.inputs) < 2 or None):
+        pipeline.tracker.end_all()  # separate files are not one scene
+        writer = None
+        try:
+            for frame, seconds, fps, image in _frames(path):
+                result = pipeline.process(image, rois=[args.box], stamp=seconds)
+                if result.dropped['roi_outside_image']:
+                    raise CliError(f'--box {",".join(f"{v:g}" for v in args.box)} lies outside '
+                                   f'{path} ({image.shape[1]}x{image.shape[0]})')
+                print(json.dumps(result_record(path, result, frame)) if args.json
+                      else _describe(path, frame, result), flush=True)
+                if path in outputs:
+                    drawn = draw_result(image, result, args.keypoint_threshold,
+                                        0.5 if args.heatmap else 0.0)
+                    if frame is None:
+                        if not cv2.imwrite(str(outputs[path]), drawn):
+                            raise CliError(f'cannot write {outputs[path]}')
+                    else:
+                        if writer is None:
+                            writer = cv2.VideoWriter(str(outputs[path]),
+                                                     cv2.VideoWriter_fourcc(*'mp4v'), fps,
+                                                     (image.shape[1], image.shape[0]))
+                            if not writer.isOpened():
+                                raise CliError(f'cannot write video {outputs[path]}')
+                        writer.write(drawn)
+        finally:
+            if writer is not None:
+                writer.release()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    try:
+        run(args)
+    except CliError as error:
+        print(f'hand-cpm-detect: error: {error}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

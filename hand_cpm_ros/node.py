@@ -1,0 +1,443 @@
+"""hand_cpm_node: the ROS 2 shell around HandPipeline (`ros2 run hand_cpm_ros hand_cpm_node`).
+
+Subscribes
+  image (sensor_msgs/Image), or image/compressed (sensor_msgs/CompressedImage) when
+      compressed_input is true; sensor-data QoS, overridable by parameters
+      (qos_overrides./image.subscription.reliability, ...). Remap both names when needed.
+  rois (sensor_msgs/RegionOfInterest): external hand boxes in image pixels, one box per message.
+      The message has no stamp, so a box is used for every frame processed within roi_timeout
+      seconds of its arrival; an empty box (width or height 0) clears them.
+  depth (sensor_msgs/Image 16UC1 mm or 32FC1 m, registered to the colour image) and camera_info
+      (sensor_msgs/CameraInfo) when use_depth is true: 3D keypoints and 3D markers.
+Publishes
+  hands (hand_cpm_ros/HandKeypointsArray), hands/heatmap (sensor_msgs/Image bgr8, only while
+  someone subscribes), hands/markers (visualization_msgs/MarkerArray), /diagnostics (1 Hz).
+
+Always the newest frame: the image callback only keeps the latest message (a frame it replaces
+unprocessed counts as dropped) and wakes a worker in its own callback group of a multi-threaded
+executor, so a slow backend never builds a queue and never blocks the parameter services or the
+other subscriptions.
+
+Parameters: backend, model_path, engine_path, localizer_model, threads, compressed_input and
+use_depth are read-only (they build the backend and the subscriptions at start; restart the node to
+change them). All others can be changed at run time and are validated first.
+"""
+from __future__ import annotations
+
+import collections
+import sys
+import threading
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
+from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
+
+from .backends import BACKEND_NAMES, BackendError, create_backend
+from .image_conversion import ImageConversionError
+from .msg import HandKeypointsArray
+from .pipeline import HandPipeline, default_model_path, draw_result
+from .ros_messages import (bgr_to_image_msg, camera_matrix_from_info, compressed_msg_to_bgr,
+                           depth_msg_to_metres, diagnostics_msg, hands_to_markers, hands_to_msg,
+                           image_msg_to_bgr, roi_to_box)
+
+NODE_NAME = 'hand_cpm_node'
+WARN_PERIOD_S = 5.0
+STATS_WINDOW_S = 5.0
+DEPTH_WINDOW_PX = 5
+
+# ROS parameter -> PipelineSettings field; validated together by PipelineSettings.
+PIPELINE_PARAMETERS = {
+    'keypoint_threshold': 'keypoint_threshold',
+    'hand_threshold': 'hand_threshold',
+    'max_hands': 'max_hands',
+    'crop_margin': 'crop_margin',
+    'tracking': 'tracking',
+    'smoothing': 'smoothing',
+    'one_euro_min_cutoff': 'min_cutoff',
+    'one_euro_beta': 'beta',
+}
+
+
+def _float_range(low: float, high: float) -> list[FloatingPointRange]:
+    return [FloatingPointRange(from_value=low, to_value=high, step=0.0)]
+
+
+def _int_range(low: int, high: int) -> list[IntegerRange]:
+    return [IntegerRange(from_value=low, to_value=high, step=1)]
+
+
+# name -> (default, descriptor fields)
+PARAMETERS = {
+    'backend': ('auto', dict(
+        description='Inference backend, chosen at start',
+        additional_constraints=f'one of {", ".join(BACKEND_NAMES)}; auto = TensorRT when '
+                               'engine_path and a GPU exist, else ONNX Runtime, else torch',
+        read_only=True)),
+    'model_path': ('', dict(
+        description='ONNX model (.onnx) or checkpoint (.pt); empty = the shipped default model',
+        additional_constraints='an existing file', read_only=True)),
+    'engine_path': ('', dict(
+        description='TensorRT engine (hand-cpm-build-engine); empty = none', read_only=True)),
+    'localizer_model': ('', dict(
+        description='Hand localiser model for whole frames; empty = disabled (crops come '
+                    'from tracking and the rois topic)', read_only=True)),
+    'threads': (0, dict(description='CPU threads of the backend; 0 = its default',
+                        integer_range=_int_range(0, 64), read_only=True)),
+    'compressed_input': (False, dict(
+        description='Subscribe to image/compressed (CompressedImage) instead of image',
+        read_only=True)),
+    'use_depth': (False, dict(
+        description='Subscribe to a registered depth image and camera_info for 3D keypoints',
+        read_only=True)),
+    'keypoint_threshold': (0.2, dict(
+        description='Keypoints below this confidence are not drawn and do not shape boxes',
+        floating_point_range=_float_range(0.0, 1.0))),
+    'hand_threshold': (0.3, dict(
+        description='Hands whose score is below this are dropped and their track ends',
+        floating_point_range=_float_range(0.0, 1.0))),
+    'max_hands': (2, dict(description='At most this many hands (crops) per frame',
+                          integer_range=_int_range(1, 8))),
+    'crop_margin': (0.25, dict(
+        description='Margin added on each side of a hand box before cropping, fraction of its '
+                    'longer side', floating_point_range=_float_range(0.0, 2.0))),
+    'tracking': (True, dict(
+        description='Follow hands: crops from the previous frame\'s keypoints, stable track ids')),
+    'smoothing': (False, dict(description='One Euro smoothing of keypoints per track',
+                              additional_constraints='needs tracking')),
+    'one_euro_min_cutoff': (1.0, dict(
+        description='One Euro filter cut-off at rest (Hz); lower = smoother, more lag',
+        floating_point_range=_float_range(0.01, 100.0))),
+    'one_euro_beta': (0.0, dict(
+        description='One Euro filter speed coefficient; higher = less lag when moving',
+        floating_point_range=_float_range(0.0, 10.0))),
+    'heatmap_alpha': (0.5, dict(description='Opacity of the belief maps in hands/heatmap',
+                                floating_point_range=_float_range(0.0, 1.0))),
+    'publish_markers': (True, dict(description='Publish hands/markers for RViz')),
+    'roi_timeout': (1.0, dict(description='Seconds an external ROI stays in use after it arrives',
+                              floating_point_range=_float_range(0.0, 60.0))),
+    'depth_sync_tolerance': (0.05, dict(
+        description='Largest stamp difference (s) between a colour frame and the depth used',
+        floating_point_range=_float_range(0.0, 1.0))),
+}
+
+
+class StartupError(RuntimeError):
+    """The node cannot start (missing model, bad read-only parameter); one line explains why."""
+
+
+@dataclass
+class _Frame:
+    msg: Image | CompressedImage
+    received: float  # time.monotonic() at arrival
+
+
+class _Statistics:
+    """Rates and latencies over the last STATS_WINDOW_S seconds, counters since start."""
+
+    def __init__(self):
+        self.received: collections.deque[float] = collections.deque()
+        self.processed: collections.deque[float] = collections.deque()
+        self.latencies_ms: collections.deque[float] = collections.deque(maxlen=300)
+        self.hands: collections.deque[int] = collections.deque(maxlen=300)
+        self.dropped_frames = 0
+        self.bad_frames = 0
+        self.lock = threading.Lock()
+
+    def _trim(self, times: collections.deque[float], now: float) -> None:
+        while times and times[0] < now - STATS_WINDOW_S:
+            times.popleft()
+
+    def on_received(self, now: float, replaced_unprocessed: bool) -> None:
+        with self.lock:
+            self.received.append(now)
+            self._trim(self.received, now)
+            self.dropped_frames += int(replaced_unprocessed)
+
+    def on_bad_frame(self) -> None:
+        with self.lock:
+            self.bad_frames += 1
+
+    def on_processed(self, now: float, latency_ms: float, hands: int) -> None:
+        with self.lock:
+            self.processed.append(now)
+            self._trim(self.processed, now)
+            self.latencies_ms.append(latency_ms)
+            self.hands.append(hands)
+
+    def summary(self, now: float) -> dict[str, object]:
+        with self.lock:
+            self._trim(self.received, now)
+            self._trim(self.processed, now)
+            latencies = np.array(self.latencies_ms) if self.latencies_ms else np.array([np.nan])
+            return {
+                'input rate (Hz)': len(self.received) / STATS_WINDOW_S,
+                'processed rate (Hz)': len(self.processed) / STATS_WINDOW_S,
+                'dropped frames': self.dropped_frames,
+                'bad input frames': self.bad_frames,
+                'latency median (ms)': float(np.median(latencies)),
+                'latency p95 (ms)': float(np.percentile(latencies, 95)),
+                'hands per frame': float(np.mean(self.hands)) if self.hands else 0.0,
+            }
+
+
+class HandCpmNode(Node):
+    """Parameters, subscriptions and publishers around one HandPipeline."""
+
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        try:
+            self._setup()
+        except BaseException:
+            self.destroy_node()
+            raise
+
+    # ------------------------------------------------------------------ set-up
+    def _setup(self) -> None:
+        for name, (default, fields) in PARAMETERS.items():
+            try:
+                self.declare_parameter(name, default, ParameterDescriptor(name=name, **fields))
+            except (InvalidParameterTypeException, InvalidParameterValueException) as error:
+                raise StartupError(f'parameter {name}: {error}') from error
+        value = {name: self.get_parameter(name).value for name in PARAMETERS}
+
+        model_path = value['model_path'] or str(default_model_path())
+        if value['localizer_model']:
+            raise StartupError(
+                f'localizer_model={value["localizer_model"]!r}: this version has no hand '
+                'localiser runtime yet; leave localizer_model empty and give hand boxes on the '
+                'rois topic')
+        try:
+            backend = create_backend(value['backend'], model_path=model_path,
+                                     engine_path=value['engine_path'] or None,
+                                     threads=value['threads'] or None,
+                                     logger=self.get_logger().info)
+            self.pipeline = HandPipeline(backend, **{
+                field: value[name] for name, field in PIPELINE_PARAMETERS.items()})
+        except (BackendError, ValueError) as error:
+            raise StartupError(f'{error} (model_path={model_path!r}, '
+                               f'backend={value["backend"]!r})') from error
+        self.model_path = model_path
+        self.heatmap_alpha = value['heatmap_alpha']
+        self.publish_markers = value['publish_markers']
+        self.roi_timeout = value['roi_timeout']
+        self.depth_sync_tolerance = value['depth_sync_tolerance']
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+
+        self._lock = threading.Lock()
+        self._latest: _Frame | None = None
+        self._rois: list[tuple[tuple[float, float, float, float], float]] = []
+        self._depth: collections.deque[Image] = collections.deque(maxlen=10)
+        self._camera_matrix: np.ndarray | None = None
+        self._last_warning: dict[str, float] = {}
+        self.stats = _Statistics()
+
+        inputs = MutuallyExclusiveCallbackGroup()
+        worker = MutuallyExclusiveCallbackGroup()
+        overrides = QoSOverridingOptions.with_default_policies()
+        if value['compressed_input']:
+            self.create_subscription(CompressedImage, 'image/compressed', self._on_image,
+                                     qos_profile_sensor_data, callback_group=inputs,
+                                     qos_overriding_options=overrides)
+        else:
+            self.create_subscription(Image, 'image', self._on_image, qos_profile_sensor_data,
+                                     callback_group=inputs, qos_overriding_options=overrides)
+        self.create_subscription(RegionOfInterest, 'rois', self._on_roi, 10, callback_group=inputs)
+        if value['use_depth']:
+            self.create_subscription(Image, 'depth', self._on_depth, qos_profile_sensor_data,
+                                     callback_group=inputs, qos_overriding_options=overrides)
+            self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info,
+                                     qos_profile_sensor_data, callback_group=inputs,
+                                     qos_overriding_options=overrides)
+        self.hands_pub = self.create_publisher(HandKeypointsArray, 'hands', 10)
+        self.heatmap_pub = self.create_publisher(Image, 'hands/heatmap', 1)
+        self.markers_pub = self.create_publisher(MarkerArray, 'hands/markers', 1)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 1)
+        self._wake_worker = self.create_guard_condition(self._process_latest, callback_group=worker)
+        self.create_timer(1.0, self._publish_diagnostics, callback_group=inputs)
+        self.get_logger().info(
+            f'ready: {backend.describe()}, model {model_path} ({backend.info.variant}, '
+            f'input {backend.info.input_size}); listening on '
+            f'{self.resolve_topic_name("image/compressed" if value["compressed_input"] else "image")}')
+
+    # ------------------------------------------------------------------ parameters
+    def _validate_parameters(self, parameters) -> SetParametersResult:
+        """Refuse a change that would make invalid pipeline settings (ranges and types are
+        enforced by the descriptors before this runs)."""
+        changes = {PIPELINE_PARAMETERS[p.name]: p.value for p in parameters
+                   if p.name in PIPELINE_PARAMETERS}
+        try:
+            replace(self.pipeline.settings, **changes)
+        except ValueError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, parameters) -> None:
+        changes = {PIPELINE_PARAMETERS[p.name]: p.value for p in parameters
+                   if p.name in PIPELINE_PARAMETERS}
+        if changes:
+            self.pipeline.update_settings(**changes)
+        for parameter in parameters:
+            if parameter.name in ('heatmap_alpha', 'publish_markers', 'roi_timeout',
+                                  'depth_sync_tolerance'):
+                setattr(self, parameter.name, parameter.value)
+
+    # ------------------------------------------------------------------ inputs
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        now = time.monotonic()
+        with self._lock:
+            replaced = self._latest is not None
+            self._latest = _Frame(msg, now)
+        self.stats.on_received(now, replaced)
+        self._wake_worker.trigger()
+
+    def _on_roi(self, roi: RegionOfInterest) -> None:
+        with self._lock:
+            if roi.width == 0 or roi.height == 0:
+                self._rois = []
+            else:
+                self._rois.append((roi_to_box(roi), time.monotonic()))
+
+    def _on_depth(self, msg: Image) -> None:
+        with self._lock:
+            self._depth.append(msg)
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            matrix = camera_matrix_from_info(msg)
+        except ValueError as error:
+            self._warn(f'ignoring camera_info: {error}')
+            return
+        with self._lock:
+            self._camera_matrix = matrix
+
+    def _warn(self, text: str) -> None:
+        """Log `text` at most once every WARN_PERIOD_S seconds (a broken stream repeats the same
+        message every frame; a different problem gets its own line)."""
+        now = time.monotonic()
+        if now - self._last_warning.get(text, -float('inf')) >= WARN_PERIOD_S:
+            if len(self._last_warning) > 100:
+                self._last_warning.clear()
+            self._last_warning[text] = now
+            self.get_logger().warning(text)
+
+    # ------------------------------------------------------------------ worker
+    def _inputs_for(self, stamp: float):
+        """The live ROIs, and the depth image closest to `stamp` (within depth_sync_tolerance)
+        with the camera matrix, or None for both."""
+        with self._lock:
+            now = time.monotonic()
+            self._rois = [(box, at) for box, at in self._rois if now - at <= self.roi_timeout]
+            rois = [box for box, _ in self._rois]
+            if not self._depth or self._camera_matrix is None:
+                return rois, None, None
+            closest = min(self._depth, key=lambda m: abs(_seconds(m.header.stamp) - stamp))
+            if abs(_seconds(closest.header.stamp) - stamp) > self.depth_sync_tolerance:
+                return rois, None, None
+            return rois, closest, self._camera_matrix
+
+    def _process_latest(self) -> None:
+        with self._lock:
+            frame, self._latest = self._latest, None
+        if frame is None:
+            return
+        header = frame.msg.header
+        stamp = _seconds(header.stamp)
+        rois, depth_msg, camera_matrix = self._inputs_for(stamp)
+        try:
+            image = (compressed_msg_to_bgr(frame.msg) if isinstance(frame.msg, CompressedImage)
+                     else image_msg_to_bgr(frame.msg))
+        except ImageConversionError as error:
+            self.stats.on_bad_frame()
+            self._warn(f'dropping an input image: {error}')
+            return
+        depth_m = None
+        if depth_msg is not None:
+            try:
+                depth_m = depth_msg_to_metres(depth_msg)
+            except ImageConversionError as error:
+                self._warn(f'ignoring a depth image: {error}')
+            if depth_m is not None and depth_m.shape != image.shape[:2]:
+                self._warn(f'ignoring depth {depth_m.shape[1]}x{depth_m.shape[0]}: it '
+                                    f'must be registered to the {image.shape[1]}x'
+                                    f'{image.shape[0]} colour image')
+                depth_m = None
+        try:
+            result = self.pipeline.process(image, rois, stamp=stamp if stamp > 0 else None,
+                                           depth_m=depth_m,
+                                           camera_matrix=None if depth_m is None else camera_matrix)
+        except (ValueError, BackendError) as error:
+            self.stats.on_bad_frame()
+            self._warn(f'frame skipped: {error}')
+            return
+        if result.dropped['non_finite_maps']:
+            self._warn(f'{result.dropped["non_finite_maps"]} hand crop(s) dropped: '
+                                     f'the backend returned NaN/inf belief maps')
+        if result.dropped['roi_outside_image']:
+            self._warn(f'{result.dropped["roi_outside_image"]} ROI(s) ignored: outside '
+                              f'the {image.shape[1]}x{image.shape[0]} image')
+        self.hands_pub.publish(hands_to_msg(result, header))
+        keypoint_threshold = self.pipeline.settings.keypoint_threshold
+        if self.heatmap_pub.get_subscription_count() > 0:
+            self.heatmap_pub.publish(bgr_to_image_msg(
+                draw_result(image, result, keypoint_threshold, self.heatmap_alpha), header))
+        if self.publish_markers:
+            self.markers_pub.publish(hands_to_markers(result, header, keypoint_threshold))
+        now = time.monotonic()
+        self.stats.on_processed(now, 1e3 * (now - frame.received), len(result.hands))
+
+    # ------------------------------------------------------------------ diagnostics
+    def _publish_diagnostics(self) -> None:
+        summary = self.stats.summary(time.monotonic())
+        level, message = DiagnosticStatus.OK, 'running'
+        if summary['input rate (Hz)'] == 0:
+            level, message = DiagnosticStatus.WARN, f'no images in the last {STATS_WINDOW_S:.0f} s'
+        values = {'backend': self.pipeline.backend.describe(), 'model': self.model_path,
+                  'variant': self.pipeline.backend.info.variant, **summary}
+        values.update({f'hands dropped: {reason}': count
+                       for reason, count in sorted(self.pipeline.dropped_total.items()) if count})
+        self.diagnostics_pub.publish(diagnostics_msg(
+            Header(stamp=self.get_clock().now().to_msg()), f'{self.get_name()}: hand keypoints',
+            self.pipeline.backend.describe(), level, message, values))
+
+
+def _seconds(stamp) -> float:
+    return stamp.sec + 1e-9 * stamp.nanosec
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the node until Ctrl-C or shutdown; exit code 2 when it cannot start."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = HandCpmNode()
+        executor = MultiThreadedExecutor(num_threads=4)
+        executor.add_node(node)
+        executor.spin()
+    except StartupError as error:
+        rclpy.logging.get_logger(NODE_NAME).fatal(f'cannot start: {error}')
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

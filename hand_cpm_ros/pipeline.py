@@ -1,0 +1,406 @@
+"""The runtime pipeline shared by the ROS node and the offline CLI: image -> hands.
+
+Per frame: crop proposals from three sources are merged (the hand localiser's detections when one
+is given, the boxes of the previous frame's confident keypoints of every track, external ROIs),
+de-duplicated by IoU (the best-scoring proposal wins) and capped at `max_hands`; each becomes a
+square crop with a margin, ALL crops go through the backend in one batch, the codec decodes the
+belief maps straight into source pixels, hands below `hand_threshold` are dropped, duplicates
+(two proposals that found the same hand) are removed and the tracker gives ids across frames.
+
+numpy + OpenCV only: no ROS, no torch (the backend may use torch, lazily, behind its interface).
+"""
+from __future__ import annotations
+
+import enum
+import math
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import cv2
+import numpy as np
+
+from .backends import Backend, normalize_crops
+from .codec import HeatmapCodec
+from .drawing import draw_hand, overlay_heatmap
+from .geometry import (box_from_keypoints, box_iou_matrix, clip_box, crop_to_source_affine,
+                       source_to_crop_affine, square_crop, warp_crop)
+from .keypoints import NUM_KEYPOINTS
+from .localizer import Detection
+from .tracking import HandTracker, Observation, validate_one_euro
+
+Box = tuple[float, float, float, float]
+
+
+class Handedness(enum.IntEnum):
+    """Which hand; the values are HandKeypoints.HANDEDNESS_* of the message."""
+    UNKNOWN = 0
+    LEFT = 1
+    RIGHT = 2
+
+
+@runtime_checkable
+class HandLocalizer(Protocol):
+    """Anything that finds hand boxes in whole frames (hand_cpm_ros.localizer.Detection: box in
+    source pixels, score, handedness 'left'/'right'/None). Without one, crops come from tracking
+    and external ROIs."""
+
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        """Hand boxes in a (H, W, 3) uint8 BGR image, in its pixels."""
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """The run-time tunables; construction validates them (ValueError naming the bad one)."""
+    max_hands: int = 2
+    crop_margin: float = 0.25
+    keypoint_threshold: float = 0.2
+    hand_threshold: float = 0.3
+    tracking: bool = True
+    smoothing: bool = False
+    min_cutoff: float = 1.0    # One Euro filter: Hz at rest
+    beta: float = 0.0          # One Euro filter: cut-off increase per px/s of speed
+    duplicate_iou: float = 0.5  # proposals / hands overlapping more than this are one hand
+
+    def __post_init__(self):
+        if isinstance(self.max_hands, bool) or not isinstance(self.max_hands, int) \
+                or not 1 <= self.max_hands <= 8:
+            raise ValueError(f'max_hands must be an integer in 1..8, got {self.max_hands!r}')
+        if not (math.isfinite(self.crop_margin) and 0.0 <= self.crop_margin <= 2.0):
+            raise ValueError(f'crop_margin must be in [0, 2] (fraction of the box side added on '
+                             f'each side), got {self.crop_margin}')
+        for name in ('keypoint_threshold', 'hand_threshold'):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+                raise ValueError(f'{name} must be in [0, 1], got {value}')
+        if not (math.isfinite(self.duplicate_iou) and 0.0 < self.duplicate_iou <= 1.0):
+            raise ValueError(f'duplicate_iou must be in (0, 1], got {self.duplicate_iou}')
+        if self.smoothing and not self.tracking:
+            raise ValueError('smoothing needs tracking: enable tracking or disable smoothing')
+        validate_one_euro(self.min_cutoff, self.beta)
+
+
+@dataclass
+class CropProposal:
+    """Where to look for a hand this frame, and why."""
+    box: Box
+    score: float
+    source: str  # 'localizer', 'track' or 'roi'
+    handedness: Handedness = Handedness.UNKNOWN
+    handedness_score: float = 0.0
+
+
+@dataclass
+class _Found:
+    """A decoded crop that passed hand_threshold, before de-duplication and tracking."""
+    proposal: CropProposal
+    keypoints: np.ndarray
+    scores: np.ndarray
+    score: float
+    box: Box
+    crop_to_source: np.ndarray
+    maps: np.ndarray
+
+
+@dataclass
+class Hand:
+    """One hand found in a frame; coordinates in source-image pixels."""
+    keypoints: np.ndarray        # (21, 2) float64
+    scores: np.ndarray           # (21,) in [0, 1]
+    score: float                 # mean keypoint score, times the localiser's score if it found it
+    box: Box                     # around the confident keypoints, clipped to the image
+    handedness: Handedness
+    handedness_score: float
+    track_id: int
+    source: str                  # which proposal found it: 'localizer', 'track' or 'roi'
+    crop_to_source: np.ndarray   # (2, 3) affine of the crop it was found in
+    maps: np.ndarray             # (22, s, s) belief maps of that crop, for debug views
+    keypoints_3d: np.ndarray | None = None  # (21, 3) metres, NaN where depth is missing
+
+
+@dataclass
+class FrameResult:
+    """Everything process() found in one frame."""
+    hands: list[Hand]
+    image_size: tuple[int, int]  # (width, height)
+    stamp: float | None
+    num_crops: int = 0
+    dropped: Counter = field(default_factory=Counter)  # reason -> hands dropped this frame
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> milliseconds
+
+
+DEFAULT_MODEL_NAME = 'hand_cpm.onnx'
+
+
+def default_model_path() -> Path:
+    """The model shipped with the package, models/hand_cpm.onnx in the first place that has it:
+    the ament share directory of hand_cpm_ros, <sys.prefix>/share/hand_cpm_ros (an install into
+    a virtual environment) or the source tree. When none has it, the first candidate is returned
+    (callers report the missing file)."""
+    candidates = []
+    try:
+        from ament_index_python.packages import (PackageNotFoundError,
+                                                 get_package_share_directory)
+        try:
+            candidates.append(Path(get_package_share_directory('hand_cpm_ros')))
+        except (PackageNotFoundError, OSError):  # OSError: AMENT_PREFIX_PATH not set
+            pass
+    except ImportError:
+        pass
+    candidates += [Path(sys.prefix) / 'share' / 'hand_cpm_ros', Path(__file__).resolve().parents[1]]
+    paths = [candidate / 'models' / DEFAULT_MODEL_NAME for candidate in candidates]
+    return next((path for path in paths if path.is_file()), paths[0])
+
+
+def backproject_keypoints(keypoints: np.ndarray, depth_m: np.ndarray, camera_matrix: np.ndarray,
+                          window: int = 5) -> np.ndarray:
+    """3D points (21, 3) in metres in the camera's optical frame from a registered depth image.
+
+    Depth at a keypoint = median of the valid (finite, > 0) depths in a `window` x `window` patch
+    around its nearest pixel (robust to edges and holes); X = (u - cx) Z / fx, Y = (v - cy) Z / fy.
+    Rows are NaN where the keypoint is outside the image or has no valid depth.
+    """
+    points = np.asarray(keypoints, dtype=np.float64)
+    depth = np.asarray(depth_m)
+    k = np.asarray(camera_matrix, dtype=np.float64)
+    if depth.ndim != 2 or depth.size == 0:
+        raise ValueError(f'depth must be a non-empty (H, W) image in metres, got shape {depth.shape}')
+    if k.shape != (3, 3) or not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
+        raise ValueError(f'camera_matrix must be a finite 3x3 K with fx, fy > 0, got {k.tolist()}')
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f'window must be an odd number of pixels >= 1, got {window}')
+    height, width = depth.shape
+    half = window // 2
+    result = np.full((len(points), 3), np.nan)
+    for index, (u, v) in enumerate(points):
+        if not (np.isfinite(u) and np.isfinite(v)):
+            continue
+        col, row = int(round(u)), int(round(v))
+        if not (0 <= col < width and 0 <= row < height):
+            continue
+        patch = depth[max(row - half, 0):row + half + 1, max(col - half, 0):col + half + 1]
+        valid = patch[np.isfinite(patch) & (patch > 0)]
+        if valid.size:
+            z = float(np.median(valid))
+            result[index] = ((u - k[0, 2]) * z / k[0, 0], (v - k[1, 2]) * z / k[1, 1], z)
+    return result
+
+
+def check_image(image_bgr: np.ndarray) -> None:
+    """ValueError unless `image_bgr` is a non-empty (H, W, 3) uint8 array."""
+    if not isinstance(image_bgr, np.ndarray) or image_bgr.dtype != np.uint8 \
+            or image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.size == 0:
+        raise ValueError(f'image must be a non-empty (H, W, 3) uint8 BGR array, got '
+                         f'{getattr(image_bgr, "dtype", type(image_bgr).__name__)} '
+                         f'{getattr(image_bgr, "shape", "")}')
+
+
+def _suppress_duplicates(boxes: Sequence[Box], threshold: float) -> list[int]:
+    """Indices kept by greedy non-maximum suppression of boxes already sorted best first."""
+    if not boxes:
+        return []
+    iou = box_iou_matrix(boxes, boxes)
+    kept: list[int] = []
+    for index in range(len(boxes)):
+        if all(iou[index, other] <= threshold for other in kept):
+            kept.append(index)
+    return kept
+
+
+class HandPipeline:
+    """Finds hands in BGR frames with a keypoint network `backend` (see hand_cpm_ros.backends).
+
+    `codec` defaults to the one the model was exported with (backend.info.codec). `localizer`
+    (optional) proposes hand boxes in whole frames. Settings are PipelineSettings fields; change
+    them at run time with update_settings (applied from the next frame on, so a caller on another
+    thread never waits for a running inference).
+    """
+
+    def __init__(self, backend: Backend, codec: HeatmapCodec | None = None,
+                 localizer: HandLocalizer | None = None, **settings):
+        self.backend = backend
+        info = backend.info
+        self.codec = HeatmapCodec.from_dict(info.codec) if codec is None else codec
+        if (self.codec.input_size, self.codec.stride) != (info.input_size, info.stride):
+            raise ValueError(f'codec input_size/stride {self.codec.input_size}/{self.codec.stride} '
+                             f'do not match the model\'s {info.input_size}/{info.stride}')
+        if info.num_maps <= NUM_KEYPOINTS:
+            raise ValueError(f'the model gives {info.num_maps} maps; need {NUM_KEYPOINTS} keypoints '
+                             f'+ background')
+        if localizer is not None and not isinstance(localizer, HandLocalizer):
+            raise ValueError(f'localizer must have a detect(image_bgr) method, got '
+                             f'{type(localizer).__name__}')
+        self.localizer = localizer
+        self._settings = PipelineSettings(**settings)
+        self._pending: PipelineSettings | None = None
+        s = self._settings
+        self.tracker = HandTracker(s.keypoint_threshold, smoothing=s.smoothing,
+                                   min_cutoff=s.min_cutoff, beta=s.beta)
+        self.dropped_total: Counter = Counter()
+
+    @property
+    def settings(self) -> PipelineSettings:
+        """The settings the next frame will use."""
+        return self._settings if self._pending is None else self._pending
+
+    def update_settings(self, **changes) -> PipelineSettings:
+        """Validate `changes` (ValueError, nothing changed) and apply them from the next frame."""
+        new = replace(self.settings, **changes)
+        self._pending = new
+        return new
+
+    def _apply_pending_settings(self) -> PipelineSettings:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._settings = pending
+            self.tracker.keypoint_threshold = pending.keypoint_threshold
+            self.tracker.smoothing = pending.smoothing
+            self.tracker.configure_smoothing(pending.min_cutoff, pending.beta)
+        return self._settings
+
+    def proposals(self, image_bgr: np.ndarray, rois: Sequence[Box], settings: PipelineSettings,
+                  dropped: Counter) -> list[CropProposal]:
+        """This frame's crop proposals, best first, de-duplicated, at most max_hands. ROIs that
+        are empty once clipped to the image are counted in `dropped`."""
+        height, width = image_bgr.shape[:2]
+        candidates: list[CropProposal] = []
+        if self.localizer is not None:
+            for detection in self.localizer.detect(image_bgr):
+                handedness = Handedness.UNKNOWN if detection.handedness is None \
+                    else Handedness[detection.handedness.upper()]
+                candidates.append(CropProposal(
+                    clip_box(detection.box, width, height), float(detection.score), 'localizer',
+                    handedness,
+                    detection.handedness_score if handedness != Handedness.UNKNOWN else 0.0))
+        if settings.tracking:
+            for box, track in self.tracker.proposals():
+                candidates.append(CropProposal(clip_box(box, width, height), track.score, 'track',
+                                               Handedness(track.handedness), track.handedness_score))
+        for roi in rois:
+            x0, y0, x1, y1 = clip_box(roi, width, height)
+            if x1 > x0 and y1 > y0:
+                candidates.append(CropProposal((x0, y0, x1, y1), 1.0, 'roi'))
+            else:
+                dropped['roi_outside_image'] += 1
+        candidates.sort(key=lambda proposal: proposal.score, reverse=True)
+        kept = _suppress_duplicates([c.box for c in candidates], settings.duplicate_iou)
+        return [candidates[index] for index in kept][:settings.max_hands]
+
+    def process(self, image_bgr: np.ndarray, rois: Sequence[Box] = (), stamp: float | None = None,
+                depth_m: np.ndarray | None = None,
+                camera_matrix: np.ndarray | None = None) -> FrameResult:
+        """Find the hands in one BGR frame.
+
+        rois: external hand boxes (x0, y0, x1, y1) in source pixels. stamp: the frame's time in
+        seconds (for smoothing; the monotonic clock when None). depth_m + camera_matrix: a depth
+        image registered to this frame (metres, NaN = missing) and its 3x3 K, to fill keypoints_3d.
+        """
+        started = time.perf_counter()
+        check_image(image_bgr)
+        if (depth_m is None) != (camera_matrix is None):
+            raise ValueError('depth_m and camera_matrix go together: give both or neither')
+        if depth_m is not None and np.shape(depth_m) != image_bgr.shape[:2]:
+            raise ValueError(f'depth image {np.shape(depth_m)} must be registered to the '
+                             f'{image_bgr.shape[:2]} colour image (same size)')
+        settings = self._apply_pending_settings()
+        height, width = image_bgr.shape[:2]
+        result = FrameResult([], (width, height), stamp)
+        timings = result.timings
+
+        proposals = self.proposals(image_bgr, rois, settings, result.dropped)
+        size = self.backend.info.input_size
+        crops, to_source = [], []
+        for proposal in proposals:
+            cx, cy, side = square_crop(proposal.box, settings.crop_margin)
+            crops.append(warp_crop(image_bgr, source_to_crop_affine(cx, cy, side, size), size))
+            to_source.append(crop_to_source_affine(cx, cy, side, size))
+        result.num_crops = len(crops)
+        timings['crop'] = 1e3 * (time.perf_counter() - started)
+
+        found: list[_Found] = []
+        if crops:
+            mark = time.perf_counter()
+            maps = self.backend.infer(normalize_crops(np.stack(crops), self.backend.info))
+            timings['infer'] = 1e3 * (time.perf_counter() - mark)
+            expected = (len(crops), self.backend.info.num_maps) + (size // self.codec.stride,) * 2
+            if maps.shape != expected:
+                raise ValueError(f'backend returned belief maps of shape {maps.shape}, expected '
+                                 f'{expected}: the model does not match its metadata')
+            mark = time.perf_counter()
+            finite = np.isfinite(maps).reshape(len(maps), -1).all(axis=1)
+            result.dropped['non_finite_maps'] += int(np.count_nonzero(~finite))
+            chosen = np.flatnonzero(finite)
+            if chosen.size:
+                keypoints, scores = self.codec.decode_batch(maps[chosen],
+                                                            [to_source[i] for i in chosen])
+                for row, index in enumerate(chosen):
+                    proposal = proposals[index]
+                    score = float(np.mean(scores[row]))
+                    if proposal.source == 'localizer':
+                        score *= proposal.score
+                    if score < settings.hand_threshold:
+                        result.dropped['low_score'] += 1
+                        continue
+                    found.append(_Found(proposal, keypoints[row], scores[row], score,
+                                        self._hand_box(keypoints[row], scores[row], proposal.box,
+                                                       settings, width, height),
+                                        to_source[index], maps[index]))
+            timings['decode'] = 1e3 * (time.perf_counter() - mark)
+
+        mark = time.perf_counter()
+        found.sort(key=lambda hand: hand.score, reverse=True)
+        kept = [found[i] for i in _suppress_duplicates([hand.box for hand in found],
+                                                         settings.duplicate_iou)]
+        result.dropped['duplicate'] += len(found) - len(kept)
+        if not settings.tracking:
+            self.tracker.end_all()
+        tracks = self.tracker.update(
+            [Observation(hand.keypoints, hand.scores, hand.box, hand.score,
+                         int(hand.proposal.handedness), hand.proposal.handedness_score)
+             for hand in kept],
+            time.monotonic() if stamp is None else stamp)
+        for hand, track in zip(kept, tracks):
+            box = hand.box if not settings.smoothing else self._hand_box(
+                track.keypoints, hand.scores, hand.proposal.box, settings, width, height)
+            result.hands.append(Hand(
+                keypoints=track.keypoints, scores=hand.scores, score=hand.score, box=box,
+                handedness=Handedness(track.handedness), handedness_score=track.handedness_score,
+                track_id=track.track_id, source=hand.proposal.source,
+                crop_to_source=hand.crop_to_source, maps=hand.maps,
+                keypoints_3d=None if depth_m is None else backproject_keypoints(
+                    track.keypoints, depth_m, camera_matrix)))
+        timings['track'] = 1e3 * (time.perf_counter() - mark)
+        timings['total'] = 1e3 * (time.perf_counter() - started)
+        self.dropped_total.update(result.dropped)
+        return result
+
+    @staticmethod
+    def _hand_box(keypoints: np.ndarray, scores: np.ndarray, fallback: Box,
+                  settings: PipelineSettings, width: int, height: int) -> Box:
+        """Box of the confident keypoints clipped to the image (the proposal's box when fewer
+        than two keypoints are confident)."""
+        visible = scores >= settings.keypoint_threshold
+        if np.count_nonzero(visible) < 2:
+            return fallback
+        return clip_box(box_from_keypoints(keypoints, visible), width, height)
+
+
+def draw_result(image_bgr: np.ndarray, result: FrameResult, keypoint_threshold: float,
+                heatmap_alpha: float = 0.0) -> np.ndarray:
+    """Annotated copy of `image_bgr`: each hand's belief maps blended in (when heatmap_alpha > 0),
+    its skeleton, box, track id and score."""
+    canvas = image_bgr.copy()
+    if heatmap_alpha > 0:
+        for hand in result.hands:
+            canvas = overlay_heatmap(canvas, hand.maps, hand.crop_to_source, alpha=heatmap_alpha)
+    for hand in result.hands:
+        x0, y0, x1, y1 = (int(round(v)) for v in hand.box)
+        cv2.rectangle(canvas, (x0, y0), (x1, y1), (255, 255, 255), 1, cv2.LINE_AA)
+        side = '' if hand.handedness == Handedness.UNKNOWN else f' {hand.handedness.name.lower()}'
+        draw_hand(canvas, hand.keypoints, hand.scores, threshold=keypoint_threshold,
+                  label=f'#{hand.track_id}{side} {hand.score:.2f}')
+    return canvas

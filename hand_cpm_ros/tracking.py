@@ -1,0 +1,198 @@
+"""Hands across frames: stable track ids, crop proposals from each track's last confident keypoints,
+and optional One Euro smoothing of the keypoints.
+
+Pure numpy (no ROS, no torch): HandPipeline uses it for the node and the offline CLI alike.
+A track lives exactly as long as its hand is found in consecutive frames; ids come from one counter
+per tracker and are never reused.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .geometry import box_from_keypoints, box_iou
+
+Box = tuple[float, float, float, float]
+
+
+class OneEuroFilter:
+    """One Euro filter (Casiez, Roussel, Vogel, CHI 2012) applied element-wise to an array.
+
+    Each element is low-pass filtered with a cut-off that rises with its speed:
+    `cutoff = min_cutoff + beta * |dx/dt|` (Hz), so a still hand does not jitter and a moving one
+    does not lag. Times are in seconds; a time that does not increase restarts the filter
+    (e.g. a bag played again from its start).
+    """
+
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.0, derivative_cutoff: float = 1.0):
+        self.min_cutoff = min_cutoff
+        self.beta = beta
+        self.derivative_cutoff = derivative_cutoff
+        validate_one_euro(min_cutoff, beta)
+        if not derivative_cutoff > 0:
+            raise ValueError(f'derivative_cutoff must be > 0 Hz, got {derivative_cutoff}')
+        self._value: np.ndarray | None = None
+        self._derivative: np.ndarray | None = None
+        self._time: float | None = None
+
+    @staticmethod
+    def _smoothing_factor(cutoff: float | np.ndarray, dt: float) -> float | np.ndarray:
+        tau = 1.0 / (2.0 * math.pi * cutoff)
+        return 1.0 / (1.0 + tau / dt)
+
+    def __call__(self, value: np.ndarray, time: float) -> np.ndarray:
+        """Filtered copy of `value` observed at `time` (seconds)."""
+        value = np.asarray(value, dtype=np.float64)
+        if (self._value is None or self._time is None or time <= self._time
+                or value.shape != self._value.shape):
+            self._value, self._derivative, self._time = value.copy(), np.zeros_like(value), time
+            return value.copy()
+        dt = time - self._time
+        derivative = (value - self._value) / dt
+        a_d = self._smoothing_factor(self.derivative_cutoff, dt)
+        self._derivative = a_d * derivative + (1.0 - a_d) * self._derivative
+        cutoff = self.min_cutoff + self.beta * np.abs(self._derivative)
+        a = self._smoothing_factor(cutoff, dt)
+        self._value = a * value + (1.0 - a) * self._value
+        self._time = time
+        return self._value.copy()
+
+
+def validate_one_euro(min_cutoff: float, beta: float) -> None:
+    """Raise ValueError naming the bad One Euro setting."""
+    if not (math.isfinite(min_cutoff) and min_cutoff > 0):
+        raise ValueError(f'One Euro min_cutoff must be a finite frequency > 0 Hz, got {min_cutoff}')
+    if not (math.isfinite(beta) and beta >= 0):
+        raise ValueError(f'One Euro beta must be finite and >= 0, got {beta}')
+
+
+@dataclass
+class Observation:
+    """One hand found in the current frame, as the tracker needs it.
+
+    `handedness_score` 0 means the handedness is unknown for this observation; the track then keeps
+    its last known call.
+    """
+    keypoints: np.ndarray  # (21, 2) source pixels
+    scores: np.ndarray  # (21,)
+    box: Box
+    score: float
+    handedness: int = 0
+    handedness_score: float = 0.0
+
+
+@dataclass
+class Track:
+    """A hand followed over consecutive frames; `keypoints` are the (smoothed) latest ones."""
+    track_id: int
+    keypoints: np.ndarray
+    scores: np.ndarray
+    box: Box
+    score: float
+    handedness: int = 0
+    handedness_score: float = 0.0
+    age: int = 1  # frames in which the hand was found
+    smoother: OneEuroFilter | None = field(default=None, repr=False)
+
+
+def keypoint_similarity(keypoints_a: np.ndarray, visible_a: np.ndarray,
+                        keypoints_b: np.ndarray, visible_b: np.ndarray, scale: float) -> float:
+    """Mean Gaussian similarity exp(-d^2 / (2 (0.25 scale)^2)) over keypoints visible in both
+    (0 when none is): 1 for identical hands, near 0 once they are a quarter hand-size apart."""
+    common = np.asarray(visible_a, bool) & np.asarray(visible_b, bool)
+    if not common.any():
+        return 0.0
+    sigma = 0.25 * max(scale, 1.0)
+    squared = np.sum((keypoints_a[common] - keypoints_b[common]) ** 2, axis=1)
+    return float(np.mean(np.exp(-squared / (2.0 * sigma * sigma))))
+
+
+class HandTracker:
+    """Matches each frame's hands to the previous frame's tracks and gives them stable ids.
+
+    Similarity of a track and a new hand = mean of their box IoU and their keypoint similarity
+    (so two crossing hands with overlapping boxes still keep their own ids); pairs are taken
+    greedily, most similar first, down to `match_threshold`. Unmatched hands start new tracks,
+    unmatched tracks end.
+    """
+
+    def __init__(self, keypoint_threshold: float = 0.2, match_threshold: float = 0.3,
+                 smoothing: bool = False, min_cutoff: float = 1.0, beta: float = 0.0):
+        self.keypoint_threshold = keypoint_threshold
+        self.match_threshold = match_threshold
+        self.smoothing = smoothing
+        self._ids = itertools.count(1)
+        self._tracks: list[Track] = []
+        self.configure_smoothing(min_cutoff, beta)
+
+    @property
+    def tracks(self) -> tuple[Track, ...]:
+        return tuple(self._tracks)
+
+    def configure_smoothing(self, min_cutoff: float, beta: float) -> None:
+        """Change the One Euro settings, for new and running tracks."""
+        validate_one_euro(min_cutoff, beta)
+        self.min_cutoff, self.beta = min_cutoff, beta
+        for track in self._tracks:
+            if track.smoother is not None:
+                track.smoother.min_cutoff, track.smoother.beta = min_cutoff, beta
+
+    def end_all(self) -> None:
+        """End every track (ids already given out stay used)."""
+        self._tracks = []
+
+    def proposals(self) -> list[tuple[Box, Track]]:
+        """Crop proposals for the next frame: the box of each track's confident keypoints."""
+        proposals = []
+        for track in self._tracks:
+            visible = track.scores >= self.keypoint_threshold
+            if np.count_nonzero(visible) >= 2:
+                proposals.append((box_from_keypoints(track.keypoints, visible), track))
+        return proposals
+
+    def similarity(self, track: Track, observation: Observation) -> float:
+        x0, y0, x1, y1 = track.box
+        scale = math.sqrt(max(x1 - x0, 1.0) * max(y1 - y0, 1.0))
+        return 0.5 * (box_iou(track.box, observation.box) + keypoint_similarity(
+            track.keypoints, track.scores >= self.keypoint_threshold,
+            observation.keypoints, observation.scores >= self.keypoint_threshold, scale))
+
+    def update(self, observations: list[Observation], time: float) -> list[Track]:
+        """Assign every observation to a track (continued or new), in the same order; smooth the
+        keypoints of continued tracks when smoothing is on. `time` is in seconds."""
+        pairs = sorted(((self.similarity(track, obs), t, o)
+                        for t, track in enumerate(self._tracks)
+                        for o, obs in enumerate(observations)), reverse=True)
+        matched_track_of: dict[int, int] = {}
+        used_tracks: set[int] = set()
+        for similarity, t, o in pairs:
+            if similarity < self.match_threshold:
+                break
+            if t in used_tracks or o in matched_track_of:
+                continue
+            used_tracks.add(t)
+            matched_track_of[o] = t
+
+        result = []
+        for o, obs in enumerate(observations):
+            if o in matched_track_of:
+                track = self._tracks[matched_track_of[o]]
+                track.age += 1
+            else:
+                track = Track(next(self._ids), obs.keypoints, obs.scores, obs.box, obs.score)
+            if self.smoothing:
+                if track.smoother is None:
+                    track.smoother = OneEuroFilter(self.min_cutoff, self.beta)
+                track.keypoints = track.smoother(obs.keypoints, time)
+            else:
+                track.smoother = None
+                track.keypoints = np.asarray(obs.keypoints, dtype=np.float64).copy()
+            track.scores, track.box, track.score = obs.scores, obs.box, obs.score
+            if obs.handedness_score > 0:
+                track.handedness, track.handedness_score = obs.handedness, obs.handedness_score
+            result.append(track)
+        self._tracks = result
+        return result

@@ -1,0 +1,209 @@
+"""Measure the CPM variants on this machine: `hand-cpm-benchmark` (a command, never a test).
+
+Per variant and backend (ONNX Runtime CPU, torch CPU; both through hand_cpm_ros.backends, the
+code the node runs) and batch size: latency median / p95 and crops/s after warm-up. Per variant:
+training images/s (forward + backward + AdamW step with cpm_loss, random data) and eval crops/s
+(torch, inference mode). The CPU's floor: a large MatMul in ONNX Runtime gives the peak GFLOP/s,
+and a variant's GFLOPs over that peak is the fastest a crop could possibly run. Weights are
+random (speed does not depend on them).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from hand_cpm_ros.backends import create_backend
+from hand_cpm_ros.codec import HeatmapCodec
+from hand_cpm_train.checkpoint import FORMAT_VERSION, save_checkpoint
+from hand_cpm_train.export import export_onnx
+from hand_cpm_train.losses import cpm_loss
+from hand_cpm_train.models import VARIANTS, build_model, count_gflops, get_config
+
+BACKENDS = ('onnxruntime', 'torch')
+
+
+def time_runs(function, warmup: int, runs: int, time_limit: float) -> list[float]:
+    """Seconds per call of `function` over up to `runs` calls after `warmup` calls; stops early
+    (after at least 3 runs) once `time_limit` seconds are spent, for slow networks."""
+    for _ in range(warmup):
+        function()
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < runs and (len(times) < 3 or time.perf_counter() - started < time_limit):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def measure_peak_gflops(threads: int, size: int = 2048, runs: int = 5) -> float:
+    """Peak float32 GFLOP/s of ONNX Runtime on this CPU: a size^3 MatMul."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((size, size), dtype=np.float32), 'w')
+    graph = helper.make_graph(
+        [helper.make_node('MatMul', ['a', 'w'], ['y'])], 'peak',
+        [helper.make_tensor_value_info('a', TensorProto.FLOAT, [size, size])],
+        [helper.make_tensor_value_info('y', TensorProto.FLOAT, [size, size])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), options,
+                                   providers=['CPUExecutionProvider'])
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    best = min(time_runs(lambda: session.run(None, {'a': a}), 1, runs, 30.0))
+    return 2.0 * size ** 3 / best / 1e9
+
+
+def benchmark_training(config, batch: int, steps: int, time_limit: float) -> tuple[float, float]:
+    """(training images/s, eval crops/s) of torch on CPU with random inputs and targets."""
+    model = build_model(config).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    size, out = config.input_size, config.output_size
+    x = torch.randn(batch, 3, size, size)
+    targets = torch.rand(batch, config.num_maps, out, out)
+    weights = torch.ones(batch, config.num_maps)
+
+    def train_step():
+        optimizer.zero_grad(set_to_none=True)
+        cpm_loss(model(x), targets, weights)['total'].backward()
+        optimizer.step()
+
+    train_times = time_runs(train_step, 1, steps, time_limit)
+    model.eval()
+
+    def eval_step():
+        with torch.inference_mode():
+            model(x)
+
+    eval_times = time_runs(eval_step, 1, steps, time_limit)
+    return batch / statistics.median(train_times), batch / statistics.median(eval_times)
+
+
+def benchmark_variant(name: str, args, peak: float, directory: Path, progress) -> dict:
+    config = get_config(name)
+    gflops = count_gflops(config)
+    model = build_model(config).eval()
+    codec = HeatmapCodec(input_size=config.input_size, stride=config.stride).to_dict()
+    files = {'onnxruntime': directory / f'{name}.onnx', 'torch': directory / f'{name}.pt'}
+    if 'onnxruntime' in args.backends:
+        export_onnx(model, config, codec, files['onnxruntime'])
+    if 'torch' in args.backends:
+        save_checkpoint(files['torch'], {'format_version': FORMAT_VERSION,
+                                         'model': model.state_dict(),
+                                         'model_config': config.to_dict(), 'codec': codec})
+    rows = []
+    for backend_name in args.backends:
+        backend = create_backend(backend_name, model_path=str(files[backend_name]),
+                                 threads=args.threads, logger=lambda _message: None)
+        for batch in args.batches:
+            progress.set_description(f'{name} {backend_name} batch {batch}')
+            x = np.random.default_rng(batch).standard_normal(
+                (batch, 3, config.input_size, config.input_size), dtype=np.float32)
+            times = time_runs(lambda: backend.infer(x), args.warmup, args.runs, args.time_limit)
+            median = statistics.median(times)
+            rows.append({'variant': name, 'backend': backend.describe(), 'batch': batch,
+                         'runs': len(times), 'median_ms': 1e3 * median,
+                         'p95_ms': 1e3 * percentile(times, 95), 'crops_per_s': batch / median,
+                         'gflops': gflops, 'floor_ms': 1e3 * gflops / peak,
+                         'efficiency': gflops * batch / peak / median})
+            progress.update()
+    result = {'variant': name, 'gflops': gflops, 'input_size': config.input_size,
+              'latency': rows}
+    if not args.skip_train:
+        progress.set_description(f'{name} training')
+        train_rate, eval_rate = benchmark_training(config, args.train_batch, args.train_steps,
+                                                   args.time_limit)
+        result.update(train_images_per_s=train_rate, eval_crops_per_s=eval_rate)
+        progress.update()
+    return result
+
+
+def markdown(results: list[dict], peak: float, args) -> str:
+    lines = [f'CPU: {platform.processor() or platform.machine()}, {args.threads} threads; '
+             f'ONNX Runtime MatMul peak {peak:.0f} GFLOP/s; random weights',
+             '', '| variant | GFLOPs | backend | batch | runs | median ms | p95 ms | crops/s | '
+             'floor ms/crop | of peak |', '|---|---:|---|---:|---:|---:|---:|---:|---:|---:|']
+    for result in results:
+        for row in result['latency']:
+            lines.append(f'| {row["variant"]} | {row["gflops"]:.2f} | {row["backend"]} | '
+                         f'{row["batch"]} | {row["runs"]} | {row["median_ms"]:.1f} | '
+                         f'{row["p95_ms"]:.1f} | {row["crops_per_s"]:.1f} | '
+                         f'{row["floor_ms"]:.1f} | {100 * row["efficiency"]:.0f}% |')
+    if not args.skip_train:
+        lines += ['', f'| variant | train images/s (batch {args.train_batch}, torch) | '
+                      f'eval crops/s (batch {args.train_batch}, torch) |', '|---|---:|---:|']
+        lines += [f'| {r["variant"]} | {r["train_images_per_s"]:.1f} | '
+                  f'{r["eval_crops_per_s"]:.1f} |' for r in results]
+    return '\n'.join(lines)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='hand-cpm-benchmark',
+        description='Latency, throughput and training speed of the CPM variants on this CPU.')
+    parser.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=list(VARIANTS),
+                        help='variants to measure (default: all)')
+    parser.add_argument('--backends', nargs='+', default=list(BACKENDS), choices=BACKENDS,
+                        help='backends to measure (default: all available here)')
+    parser.add_argument('--batches', nargs='+', type=int, default=[1, 2, 4],
+                        help='batch sizes (default 1 2 4)')
+    parser.add_argument('--runs', type=int, default=30, help='timed runs per measurement')
+    parser.add_argument('--warmup', type=int, default=3, help='untimed runs first')
+    parser.add_argument('--time-limit', type=float, default=20.0,
+                        help='seconds per measurement after which timing stops early '
+                             '(at least 3 runs; keeps cpm-vgg19 brief)')
+    parser.add_argument('--threads', type=int, default=2, help='CPU threads (default 2)')
+    parser.add_argument('--train-batch', type=int, default=8, help='training batch size')
+    parser.add_argument('--train-steps', type=int, default=5, help='timed training steps')
+    parser.add_argument('--skip-train', action='store_true', help='only measure inference')
+    parser.add_argument('--json', help='also write the results to this JSON file')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing --json file')
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    problems = [f'--{name.replace("_", "-")} must be >= 1'
+                for name in ('runs', 'threads', 'train_batch', 'train_steps')
+                if getattr(args, name) < 1]
+    problems += ['--batches must be >= 1'] if min(args.batches) < 1 else []
+    problems += ['--warmup must be >= 0'] if args.warmup < 0 else []
+    if args.json and Path(args.json).exists() and not args.overwrite:
+        problems.append(f'{args.json} exists; pass --overwrite to replace it')
+    if problems:
+        print(f'hand-cpm-benchmark: {"; ".join(problems)}', file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    peak = measure_peak_gflops(args.threads)
+    steps = len(args.variants) * (len(args.backends) * len(args.batches) + (not args.skip_train))
+    results = []
+    with tempfile.TemporaryDirectory(prefix='hand-cpm-benchmark-') as directory, \
+            tqdm(total=steps, unit='measurement') as progress:
+        for name in args.variants:
+            results.append(benchmark_variant(name, args, peak, Path(directory), progress))
+    print(markdown(results, peak, args))
+    if args.json:
+        Path(args.json).write_text(json.dumps({'peak_gflops': peak, 'threads': args.threads,
+                                               'results': results}, indent=2) + '\n')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

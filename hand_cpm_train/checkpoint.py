@@ -1,0 +1,109 @@
+"""Checkpoints: atomic save, safe load (`weights_only=True`, never unpickling objects), model
+rebuild, and the metadata a runtime needs (shared by ONNX export and the torch backend).
+
+A checkpoint is a dict: 'format_version' (1), 'model' (state_dict), 'model_config'
+(ModelConfig.to_dict()), 'codec' (HeatmapCodec.to_dict()), optionally 'optimizer', 'scheduler',
+'scaler', 'epoch', 'step', 'best_metric', 'train_config', 'history'.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from hand_cpm_ros.keypoints import KEYPOINT_NAMES
+from hand_cpm_train.models import ModelConfig, build_model
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ('format_version', 'model', 'model_config', 'codec')
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable or not in this package's format."""
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
+    """Write `state` atomically: a temp file in the same directory, fsync, then os.replace, so a
+    crash or a failing save never leaves a truncated file and keeps the previous one intact."""
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f'checkpoint state lacks {missing}')
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    try:
+        with os.fdopen(handle, 'wb') as stream:
+            torch.save(state, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location='cpu') -> dict:
+    """The checkpoint dict at `path`, loaded with `weights_only=True` and checked for format."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f'checkpoint {path} does not exist; pass the .pt file written by '
+                              f'hand-cpm-train')
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises many types for a foreign or damaged file
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f'{path} is not a readable hand-cpm checkpoint ({first_line})') from error
+    if not isinstance(state, dict):
+        raise CheckpointError(f'{path} is not a hand-cpm checkpoint (holds {type(state).__name__}, '
+                              f'not a dict)')
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f'{path} is not a hand-cpm checkpoint: missing keys {missing}')
+    if state['format_version'] != FORMAT_VERSION:
+        raise CheckpointError(f'{path} has checkpoint format_version {state["format_version"]!r}; '
+                              f'this version reads {FORMAT_VERSION}')
+    return state
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = 'cpu'
+               ) -> tuple[nn.Module, ModelConfig, dict]:
+    """(model in eval mode on `device`, its ModelConfig, its codec dict) from a checkpoint."""
+    state = load_checkpoint(path)
+    try:
+        config = ModelConfig.from_dict(state['model_config'])
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f'{path} has an invalid model_config: {error}') from error
+    model = build_model(config)
+    try:
+        model.load_state_dict(state['model'])
+    except RuntimeError as error:
+        raise CheckpointError(f'{path}: weights do not fit variant {config.name!r}: '
+                              f'{str(error).splitlines()[0]}') from error
+    return model.to(device).eval(), config, dict(state['codec'])
+
+
+def runtime_metadata(config: ModelConfig, codec: dict) -> dict[str, str]:
+    """String key/values that tell a runtime everything about a model: stored as ONNX
+    metadata_props and in TensorRT sidecars, parsed by hand_cpm_ros.backends.ModelInfo."""
+    return {
+        'format_version': str(FORMAT_VERSION),
+        'variant': config.name,
+        'input_size': str(config.input_size),
+        'stride': str(config.stride),
+        'num_maps': str(config.num_maps),
+        'mean': json.dumps(list(config.mean)),
+        'std': json.dumps(list(config.std)),
+        'channel_order': 'bgr',
+        'keypoint_names': json.dumps(list(KEYPOINT_NAMES)),
+        'codec': json.dumps(codec, sort_keys=True),
+        'model_config': json.dumps(config.to_dict(), sort_keys=True),
+    }

@@ -1,0 +1,168 @@
+"""hand-cpm-eval: keypoint accuracy of a checkpoint (.pt) or an exported ONNX model on HELD-OUT data.
+
+    hand-cpm-eval --model runs/a/best.pt --data synth_test/ [--json] [--plot pck.png] [--per-stage]
+
+Each hand is cropped from its ground-truth keypoint box (the same square crop and margin as
+training, i.e. what the node gets from a good hand localiser), the model runs on the crop, and the
+codec decodes the maps into SOURCE-image pixels. Reported: metrics.summary (PCK normalised by the
+longer side of the hand's keypoint box, AUC over thresholds 0..0.5, EPE in pixels), per keypoint,
+and for checkpoints per stage. Localisation errors of a detector are not part of these numbers.
+
+A checkpoint remembers its training data: evaluating on a training directory is refused, except
+when that run held out a group split of it, in which case only that held-out split is evaluated.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hand_cpm_ros.codec import HeatmapCodec
+from hand_cpm_ros.keypoints import KEYPOINT_NAMES
+from hand_cpm_train import data, engine, plots
+from hand_cpm_train.checkpoint import CheckpointError, load_checkpoint, load_model
+from hand_cpm_train.train import resolve_device
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='hand-cpm-eval', description='Evaluate hand keypoints (PCK, AUC, EPE) on held-out data.')
+    parser.add_argument('--model', required=True, help='checkpoint (.pt) or ONNX model (.onnx)')
+    parser.add_argument('--data', required=True, nargs='+', help='held-out data directories')
+    parser.add_argument('--format', choices=data.FORMATS, help='data format (default: detect)')
+    parser.add_argument('--json', action='store_true', help='end with one line of JSON results')
+    parser.add_argument('--plot', help='write the PCK curve to this PNG file')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing --plot file')
+    parser.add_argument('--per-stage', action='store_true', help='metrics of every stage (checkpoints)')
+    parser.add_argument('--batch-size', type=int, default=16)
+    parser.add_argument('--workers', type=int, default=2, help='data loader processes')
+    parser.add_argument('--device', default='auto', help="checkpoints: 'auto', 'cpu', 'cuda'")
+    parser.add_argument('--threads', type=int, help='ONNX Runtime CPU threads (default: all)')
+    parser.add_argument('--no-progress', dest='progress', action='store_false')
+    return parser
+
+
+def _related(a: Path, b: Path) -> bool:
+    """True when one directory is the other or lies inside it."""
+    return a == b or a in b.parents or b in a.parents
+
+
+def held_out_records(roots: list[str], data_format: str | None, train_config: dict | None
+                     ) -> tuple[list[data.HandRecord], list[str]]:
+    """(records to evaluate, notes). Refuses directories the model was trained on; of a training
+    directory split by group, keeps only the held-out part."""
+    notes, records = [], []
+    train_dirs = [Path(p).resolve() for p in (train_config or {}).get('data') or []]
+    for root in roots:
+        found = data.load_records(root, data_format)
+        trained_on = [d for d in train_dirs if _related(Path(root).resolve(), d)]
+        if trained_on and train_config.get('val_data'):
+            raise ValueError(f'{root} was used for training (with --data {trained_on[0]}); '
+                             f'evaluate on a held-out directory')
+        if trained_on:
+            _, found = data.split_by_group(found, train_config['val_fraction'])
+            if not found:
+                raise ValueError(f'{root} was used for training and its held-out split is empty; '
+                                 f'evaluate on a held-out directory')
+            notes.append(f'{root} was a training directory: evaluating only its held-out group '
+                         f'split ({len(found)} hands, val_fraction {train_config["val_fraction"]})')
+        records += found
+    if train_config is None:
+        notes.append('an ONNX model carries no training config: make sure --data was held out')
+    return records, notes
+
+
+def load_predictor(path: Path, device_name: str, all_stages: bool, threads: int | None):
+    """(predict(images) -> list of stage maps, codec, ModelInfo, train_config or None)."""
+    if path.suffix == '.pt':
+        model, model_config, codec_dict = load_model(path, resolve_device(device_name))
+        train_config = load_checkpoint(path).get('train_config')
+        codec = HeatmapCodec.from_dict(codec_dict)
+        predict = engine.torch_predictor(model, next(model.parameters()).device, all_stages)
+        return predict, codec, data.model_info_for(model_config, codec), train_config or {}
+    if path.suffix == '.onnx':
+        if all_stages:
+            raise ValueError('--per-stage needs a checkpoint (.pt): an ONNX model outputs only '
+                             'the last stage')
+        from hand_cpm_ros.backends import create_backend
+        backend = create_backend('onnxruntime', model_path=str(path), threads=threads,
+                                 logger=lambda _message: None)
+
+        def predict(images: torch.Tensor) -> list[np.ndarray]:
+            return [backend.infer(images.numpy())]
+
+        return predict, HeatmapCodec.from_dict(backend.info.codec), backend.info, None
+    raise ValueError(f'--model must be a .pt checkpoint or an .onnx model, got {path}')
+
+
+def report(predictions: engine.Predictions, stage_names: list[str]) -> dict:
+    """Results dict: the last stage's summary at top level, plus per_keypoint and per_stage."""
+    result = predictions.summary()
+    per_keypoint = predictions.per_keypoint()
+    result['per_keypoint'] = {
+        name: {'pck@0.2': float(pck), 'epe_px': float(epe)}
+        for name, pck, epe in zip(KEYPOINT_NAMES, per_keypoint['pck'], per_keypoint['epe_px'])}
+    if len(stage_names) > 1:
+        result['per_stage'] = {name: predictions.summary(index)
+                               for index, name in enumerate(stage_names)}
+    return result
+
+
+def print_tables(result: dict) -> None:
+    columns = ('n', 'pck@0.05', 'pck@0.1', 'pck@0.2', 'auc', 'epe_px')
+    rows = result.get('per_stage', {'last stage': result})
+    print('| model output | ' + ' | '.join(columns) + ' |')
+    print('|---|' + '---:|' * len(columns))
+    for name, summary in rows.items():
+        print(f'| {name} | {summary["n"]} | ' + ' | '.join(f'{summary[c]:.4f}' for c in columns[1:-1])
+              + f' | {summary["epe_px"]:.2f} |')
+    print('\n| keypoint | PCK@0.2 | EPE px |\n|---|---:|---:|')
+    for name, values in result['per_keypoint'].items():
+        print(f'| {name} | {values["pck@0.2"]:.4f} | {values["epe_px"]:.2f} |')
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    try:
+        model_path = Path(args.model)
+        if not model_path.is_file():
+            raise ValueError(f'--model {model_path} does not exist')
+        if args.batch_size < 1 or args.workers < 0:
+            raise ValueError('--batch-size must be >= 1 and --workers >= 0')
+        if args.plot and Path(args.plot).exists() and not args.overwrite:
+            raise ValueError(f'--plot {args.plot} exists; pass --overwrite to replace it')
+        predict, codec, model_info, train_config = load_predictor(
+            model_path, args.device, args.per_stage, args.threads)
+        records, notes = held_out_records(args.data, args.format, train_config)
+    except (ValueError, CheckpointError) as error:
+        print(f'hand-cpm-eval: error: {error}', file=sys.stderr)
+        return 2
+    for note in notes:
+        print(f'note: {note}', file=sys.stderr)
+    dataset = data.HandCropDataset(records, codec, model_info)
+    loader, _ = data.make_loader(dataset, args.batch_size, False, args.workers, seed=0)
+    predictions = engine.evaluate(predict, loader, codec, progress=args.progress)
+    stage_names = [f'stage {k}' for k in range(1, len(predictions.keypoints) + 1)]
+    result = report(predictions, stage_names)
+    result.update({'model': str(model_path), 'data': args.data,
+                   'crop': 'ground-truth keypoint box, square, margin '
+                           f'{data.CROP_MARGIN} (no detector in the loop)'})
+    print(f'{len(records)} hands from {", ".join(args.data)}; crops from the ground-truth boxes')
+    print_tables(result)
+    if args.plot:
+        curves = {name: predictions.pck_curve(index) for index, name in enumerate(stage_names)}
+        if len(curves) == 1:
+            curves = {model_path.name: curves[stage_names[0]]}
+        plots.plot_pck(engine.PCK_THRESHOLDS, curves, args.plot)
+        print(f'PCK curve written to {args.plot}')
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

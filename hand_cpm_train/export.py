@@ -1,0 +1,107 @@
+"""Export a trained checkpoint to ONNX for the runtime: `hand-cpm-export`.
+
+The graph is inference only (the last stage's maps), BatchNorm folded into the convolutions, with
+input 'image' (N,3,S,S) float32 (normalised BGR), output 'belief_maps' (N,22,S/8,S/8) and a
+dynamic batch axis. It is produced by torch's dynamo exporter (`torch.onnx.export(dynamo=True)`,
+the default of torch >= 2.9, via onnxscript), which gives a clean Conv/Relu/Add/Concat graph
+and a symbolic batch dimension. Everything a runtime needs (variant, sizes, normalisation,
+keypoint names, codec, the model config) is stored in the model's metadata_props.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from hand_cpm_train.checkpoint import CheckpointError, load_model, runtime_metadata
+from hand_cpm_train.models import ModelConfig, fuse_batchnorm
+
+DEFAULT_OPSET = 18
+INPUT_NAME = 'image'
+OUTPUT_NAME = 'belief_maps'
+
+
+def export_onnx(model: nn.Module, config: ModelConfig, codec_dict: dict, path: str | os.PathLike,
+                opset: int = DEFAULT_OPSET) -> Path:
+    """Write `model` (last stage, BN folded, dynamic batch) with runtime metadata to `path`
+    (atomically, replacing any file there) and return the path; the graph passes
+    onnx.checker."""
+    import onnx
+
+    path = Path(path)
+    inference_model = fuse_batchnorm(model).cpu()
+    example = torch.zeros(2, 3, config.input_size, config.input_size)
+    batch = torch.export.Dim('batch', min=1, max=4096)
+    onnx_logger = logging.getLogger('torch.onnx')  # silence its torchvision-missing notes
+    previous_level = onnx_logger.level
+    onnx_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', FutureWarning)  # torch.export internals, not ours
+            program = torch.onnx.export(inference_model, (example,), dynamo=True, verbose=False,
+                                        opset_version=opset, input_names=[INPUT_NAME],
+                                        output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch},),
+                                        optimize=True)
+    finally:
+        onnx_logger.setLevel(previous_level)
+    proto = program.model_proto
+    proto.doc_string = f'hand_cpm {config.name}: normalised BGR crops -> CPM belief maps'
+    onnx.helper.set_model_props(proto, runtime_metadata(config, codec_dict))
+    onnx.checker.check_model(proto)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    os.close(handle)
+    try:
+        onnx.save(proto, temp_name)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='hand-cpm-export',
+        description='Export a hand-cpm checkpoint to an ONNX model with runtime metadata.')
+    parser.add_argument('--checkpoint', required=True, help='checkpoint (.pt) from hand-cpm-train')
+    parser.add_argument('--out', required=True, help='ONNX file to write')
+    parser.add_argument('--opset', type=int, default=DEFAULT_OPSET,
+                        help=f'ONNX opset (default {DEFAULT_OPSET})')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing --out file')
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        print(f'hand-cpm-export: {out} exists; pass --overwrite to replace it', file=sys.stderr)
+        return 2
+    if out.suffix != '.onnx':
+        print(f'hand-cpm-export: --out {out} should end in .onnx', file=sys.stderr)
+        return 2
+    if not 14 <= args.opset <= 23:
+        print(f'hand-cpm-export: --opset {args.opset} is outside the supported 14..23',
+              file=sys.stderr)
+        return 2
+    try:
+        model, config, codec = load_model(args.checkpoint)
+    except CheckpointError as error:
+        print(f'hand-cpm-export: {error}', file=sys.stderr)
+        return 2
+    export_onnx(model, config, codec, out, args.opset)
+    print(f'wrote {out} ({config.name}, input {config.input_size}, opset {args.opset}, '
+          f'{out.stat().st_size / 1e6:.1f} MB)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

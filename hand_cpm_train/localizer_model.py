@@ -1,0 +1,151 @@
+"""The hand localiser network: finds every hand in a whole camera frame, fast.
+
+Design (numbers from `hand-cpm-models` and `hand-cpm-benchmark`): a CenterNet-style fully
+convolutional detector. A MobileNetV2-like front (inverted residuals with BatchNorm) runs down to
+stride 32 so that a hand filling 80% of the frame is inside one receptive field; a light top-down
+pathway (1x1 laterals + nearest upsampling, as in FPN) brings that context back to stride 4, where
+a hand only 5% of a 480-pixel-high frame tall (24 px, 12-13 px at the 320x256 input) still spans
+three cells. The head predicts per cell a hand-centre logit, the log box size, the centre's
+sub-cell offset and a handedness logit (hand_cpm_ros.localizer describes the maps and decodes
+them). No anchors, no NMS inside the graph: decoding is a 3x3 max filter and a top-k in numpy.
+
+Input: the frame letterboxed to 320x256 (a 640x480 camera image at half resolution, padded by 8
+rows top and bottom), normalised BGR like the CPM light variants.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hand_cpm_ros.localizer import HEAT, NUM_OUTPUTS, OFFSET, SIDE, SIZE, LocalizerCodec
+from hand_cpm_train.models import IMAGENET_MEAN_BGR, IMAGENET_STD_BGR, ConvBNReLU, InvertedResidual
+
+
+@dataclass(frozen=True)
+class LocalizerConfig:
+    """Everything needed to rebuild a localiser; stored in its checkpoint and ONNX metadata."""
+    name: str = 'loc-lite'
+    input_width: int = 320
+    input_height: int = 256
+    stride: int = 4
+    width_mult: float = 1.0
+    pyramid_channels: int = 48
+    mean: tuple[float, float, float] = IMAGENET_MEAN_BGR
+    std: tuple[float, float, float] = IMAGENET_STD_BGR
+
+    def __post_init__(self):
+        if self.stride != 4:
+            raise ValueError(f'the localiser predicts at stride 4, got stride={self.stride}')
+        if self.input_width % 32 or self.input_height % 32 or min(self.input_width, self.input_height) < 64:
+            raise ValueError(f'localiser input {self.input_width}x{self.input_height} must be multiples '
+                             'of 32 (the deepest feature map) and at least 64')
+        object.__setattr__(self, 'mean', tuple(float(v) for v in self.mean))
+        object.__setattr__(self, 'std', tuple(float(v) for v in self.std))
+
+    def codec(self) -> LocalizerCodec:
+        return LocalizerCodec(self.input_width, self.input_height, self.stride)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data['mean'], data['std'] = list(self.mean), list(self.std)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LocalizerConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f'unknown localiser config keys {unknown}; valid: {sorted(known)}')
+        return cls(**data)
+
+
+# (expand, out channels, repeats, stride) per level; levels end at strides 2, 4, 8, 16, 32.
+_LEVELS = ((1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 2, 2), (4, 64, 3, 2), (4, 96, 2, 2))
+
+
+class HandLocalizerNet(nn.Module):
+    """Frame (N, 3, H, W) -> (N, 6, H/4, W/4) centre / size / offset / handedness maps."""
+
+    def __init__(self, config: LocalizerConfig):
+        super().__init__()
+        self.config = config
+        channels = max(8, round(16 * config.width_mult))
+        self.stem = ConvBNReLU(3, channels, 3, stride=2)
+        self.levels = nn.ModuleList()
+        level_channels = []
+        for expand, out, repeats, stride in _LEVELS:
+            out = max(8, round(out * config.width_mult))
+            blocks = []
+            for index in range(repeats):
+                blocks.append(InvertedResidual(channels, out, stride if index == 0 else 1, expand))
+                channels = out
+            self.levels.append(nn.Sequential(*blocks))
+            level_channels.append(out)
+        width = config.pyramid_channels
+        # Laterals for strides 4, 8, 16, 32 (levels 1..4); the top-down sum is smoothed by a
+        # depthwise 3x3 at each step.
+        self.laterals = nn.ModuleList(ConvBNReLU(c, width) for c in level_channels[1:])
+        self.smooth = nn.ModuleList(
+            nn.Sequential(ConvBNReLU(width, width, 3, groups=width), ConvBNReLU(width, width))
+            for _ in level_channels[1:-1])
+        self.head = nn.Sequential(ConvBNReLU(width, width, 3, groups=width), ConvBNReLU(width, width),
+                                  nn.Conv2d(width, NUM_OUTPUTS, 1))
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode='fan_out', nonlinearity='relu')
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        out = self.head[-1]
+        nn.init.normal_(out.weight, 0.0, 0.01)
+        # Start the centre map at p = 0.01 everywhere (CenterNet's prior), so the focal loss is not
+        # swamped by confident false positives in the first steps.
+        with torch.no_grad():
+            out.bias[HEAT] = -math.log(99.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = []
+        x = self.stem(x)
+        for level in self.levels:
+            x = level(x)
+            features.append(x)
+        top = self.laterals[-1](features[-1])
+        for index in range(len(self.laterals) - 2, -1, -1):
+            top = self.smooth[index](self.laterals[index](features[index + 1])
+                                     + F.interpolate(top, scale_factor=2.0, mode='nearest'))
+        return self.head(top)
+
+
+def build_localizer(config: LocalizerConfig) -> HandLocalizerNet:
+    return HandLocalizerNet(config)
+
+
+def localizer_loss(outputs: torch.Tensor, targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Named losses of a batch: 'heat' (CenterNet's penalty-reduced focal loss over all cells,
+    per hand), 'size' and 'offset' (L1 at hand centres), 'side' (binary cross-entropy of the
+    handedness at centres whose side is known), and 'total' = heat + size + offset + 0.5 * side.
+
+    `targets` holds batched tensors of LocalizerCodec.encode's arrays.
+    """
+    heat_target = targets['heat'][:, 0]
+    centres = targets['reg_mask']
+    heat_logits = outputs[:, HEAT]
+    probability = torch.sigmoid(heat_logits).clamp(1e-4, 1 - 1e-4)
+    positive = -F.logsigmoid(heat_logits) * (1 - probability) ** 2 * centres
+    negative = -F.logsigmoid(-heat_logits) * probability ** 2 * (1 - heat_target) ** 4 * (1 - centres)
+    hands = centres.sum().clamp(min=1.0)
+    losses = {'heat': (positive.sum() + negative.sum()) / hands}
+    mask = centres.unsqueeze(1)
+    losses['size'] = (F.l1_loss(outputs[:, SIZE], targets['size'], reduction='none') * mask).sum() / hands
+    losses['offset'] = (F.l1_loss(outputs[:, OFFSET], targets['offset'], reduction='none') * mask).sum() / hands
+    side_mask = targets['side_mask']
+    side_loss = F.binary_cross_entropy_with_logits(outputs[:, SIDE], targets['side'][:, 0], reduction='none')
+    losses['side'] = (side_loss * side_mask).sum() / side_mask.sum().clamp(min=1.0)
+    losses['total'] = losses['heat'] + losses['size'] + losses['offset'] + 0.5 * losses['side']
+    return losses

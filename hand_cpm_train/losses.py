@@ -1,0 +1,36 @@
+"""The CPM training loss: weighted L2 between every stage's belief maps and the target maps.
+
+Normalisation (OpenPose-style): squared error summed over all map cells of a sample, then the mean
+over the batch, i.e. sum(w * (pred - target)^2) / N. Caffe's EuclideanLoss has a further 1/2; it is
+left out, which only rescales the learning rate. Every stage, stage 1 included, is supervised
+(intermediate supervision is what keeps the gradients of the early stages alive).
+"""
+from __future__ import annotations
+
+import torch
+
+
+def cpm_loss(stage_maps: list[torch.Tensor], targets: torch.Tensor,
+             weights: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Losses {'stage1': ..., 'stageK': ..., 'total': sum} for maps (N,M,S,S) per stage.
+
+    `weights` (N,M) scales each map's squared error: 0 drops an invisible keypoint's map, 1 keeps
+    it. The trainer checks that 'total' is finite.
+    """
+    if not stage_maps:
+        raise ValueError('cpm_loss needs the maps of at least one stage')
+    if targets.dim() != 4:
+        raise ValueError(f'targets must be (N, maps, S, S), got shape {tuple(targets.shape)}')
+    if tuple(weights.shape) != tuple(targets.shape[:2]):
+        raise ValueError(f'weights must be (N, maps) = {tuple(targets.shape[:2])}, '
+                         f'got {tuple(weights.shape)}')
+    batch = targets.shape[0]
+    cell_weights = weights.to(targets.dtype)[:, :, None, None]
+    losses: dict[str, torch.Tensor] = {}
+    for index, maps in enumerate(stage_maps, start=1):
+        if maps.shape != targets.shape:
+            raise ValueError(f'stage {index} maps have shape {tuple(maps.shape)}, targets '
+                             f'{tuple(targets.shape)}')
+        losses[f'stage{index}'] = (cell_weights * (maps - targets).square()).sum() / batch
+    losses['total'] = torch.stack(list(losses.values())).sum()
+    return losses

@@ -1,0 +1,92 @@
+"""Training figures: per-stage loss over steps, the PCK curve, and each stage's belief maps.
+
+matplotlib with the Agg backend (files only, no display); belief maps reuse
+hand_cpm_ros.drawing so the trainer shows them exactly as the node's debug output does.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import matplotlib
+import numpy as np
+
+matplotlib.use('Agg')
+from matplotlib import pyplot as plt  # noqa: E402  (after selecting the backend)
+
+from hand_cpm_ros.drawing import belief_map_grid, contact_sheet  # noqa: E402
+
+
+def _save(figure, path: str | Path) -> None:
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_losses(history: Sequence[dict], path: str | Path) -> None:
+    """Loss of every stage and the total over steps, log scale, from the trainer's 'train' rows."""
+    rows = [row for row in history if row.get('kind') == 'train']
+    if not rows:
+        raise ValueError('no training rows in the history to plot')
+    steps = [row['step'] for row in rows]
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    stages = sorted((key for key in rows[0] if key.startswith('loss_stage')),
+                    key=lambda key: int(key.removeprefix('loss_stage')))
+    for key in stages + ['loss_total']:
+        axis.plot(steps, [row[key] for row in rows], label=key.removeprefix('loss_'),
+                  linewidth=2.0 if key == 'loss_total' else 1.0)
+    axis.set_yscale('log')
+    axis.set_xlabel('step')
+    axis.set_ylabel('loss (sum of squared map errors per crop)')
+    axis.grid(True, which='both', alpha=0.3)
+    axis.legend(ncol=2, fontsize='small')
+    _save(figure, path)
+
+
+def plot_pck(thresholds: np.ndarray, curves: dict[str, np.ndarray], path: str | Path,
+             history: Sequence[dict] = ()) -> None:
+    """PCK over normalised thresholds (one line per label, AUC in the legend); with validation
+    rows in `history`, a second panel shows PCK@0.2 and AUC over the training steps."""
+    validations = [row for row in history if row.get('kind') == 'val']
+    panels = 2 if validations else 1
+    figure, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.5), squeeze=False)
+    axis = axes[0, 0]
+    for label, curve in curves.items():
+        area = float(np.trapezoid(curve, thresholds) / (thresholds[-1] - thresholds[0]))
+        axis.plot(thresholds, curve, label=f'{label} (AUC {area:.3f})')
+    axis.set_xlabel('threshold (fraction of the hand box side)')
+    axis.set_ylabel('PCK')
+    axis.set_ylim(0, 1)
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize='small')
+    if validations:
+        axis = axes[0, 1]
+        steps = [row['step'] for row in validations]
+        axis.plot(steps, [row['val_pck@0.2'] for row in validations], 'o-', label='PCK@0.2')
+        axis.plot(steps, [row['val_auc'] for row in validations], 's-', label='AUC 0..0.5')
+        axis.set_xlabel('step')
+        axis.set_ylim(0, 1)
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize='small')
+    _save(figure, path)
+
+
+def belief_map_sheet(crops_bgr: Sequence[np.ndarray], stage_maps: Sequence[Sequence[np.ndarray]],
+                     cell: int = 64) -> np.ndarray:
+    """One row per crop, one column per stage: drawing.belief_map_grid of that stage's 22 maps
+    over the crop (the article's stage-by-stage picture). stage_maps[i][k] is (22, S, S)."""
+    if len(crops_bgr) != len(stage_maps) or not crops_bgr:
+        raise ValueError('need one list of stage maps per crop, and at least one crop')
+    grids, labels = [], []
+    for row, (crop, stages) in enumerate(zip(crops_bgr, stage_maps)):
+        for stage, maps in enumerate(stages, start=1):
+            grids.append(belief_map_grid(np.asarray(maps), crop, cell=cell))
+            labels.append(f'sample {row} stage {stage}')
+    height, width = grids[0].shape[:2]
+    return contact_sheet(grids, columns=len(stage_maps[0]), cell_size=(width, height), labels=labels)
+
+
+def save_image(path: str | Path, image: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), image):
+        raise OSError(f'could not write image {path}')

@@ -1,0 +1,434 @@
+"""hand-cpm-train: train a CPM hand keypoint network on CMU-format or rendered data.
+
+    hand-cpm-train --config hand_cpm_train/configs/cpm_lite_synth.yaml --data synth/ --out runs/a
+    torchrun --nproc_per_node=4 -m hand_cpm_train.train --config ... (DistributedDataParallel)
+
+Arguments come from the command line or `--config FILE` (YAML or JSON whose keys are argument
+names); the command line wins. The run directory gets config.json (the resolved config),
+log.csv, TensorBoard events (tb/), last.pt (every epoch and every --save-every-steps steps),
+best.pt (best validation PCK@0.2), loss.png, pck.png and belief_maps_epochNNN.png.
+`--resume` continues a run from RUN_DIR/last.pt with its saved config: same samples, same order.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import random
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from hand_cpm_ros.codec import HeatmapCodec
+from hand_cpm_train import data, engine, plots
+from hand_cpm_train.augment import AugmentConfig
+from hand_cpm_train.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
+from hand_cpm_train.models import DEFAULT_VARIANT, VARIANTS, build_model, get_config
+
+# Settings a resumed run may change; any other explicit change would silently mix two runs.
+RESUMABLE = {'epochs', 'max_steps', 'workers', 'device', 'val_every', 'save_every_steps',
+             'log_every', 'progress', 'resume', 'config', 'belief_samples'}
+RUN_OUTPUTS = ('last.pt', 'best.pt', 'config.json', 'log.csv', 'loss.png', 'pck.png')
+VAL_KEYS = ('n', 'pck@0.05', 'pck@0.1', 'pck@0.2', 'auc', 'epe_px')
+
+
+class UsageError(ValueError):
+    """Bad arguments or files: main prints it on one line and returns 2."""
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='hand-cpm-train', description='Train a Convolutional Pose Machine for 21 hand keypoints.',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--config', help='YAML or JSON file of argument values (keys = argument '
+                        'names); command-line arguments override it')
+    parser.add_argument('--variant', default=DEFAULT_VARIANT, choices=sorted(VARIANTS))
+    parser.add_argument('--input-size', type=int, help="network input side (multiple of 8); "
+                        "default: the variant's")
+    parser.add_argument('--data', nargs='+', help='training data directories')
+    parser.add_argument('--format', choices=data.FORMATS, help='data format (default: detect)')
+    parser.add_argument('--val-data', nargs='+', help='held-out validation directories (preferred: '
+                        'e.g. renders with another seed); without it, --val-fraction of the '
+                        'training groups (videos / images) is held out')
+    parser.add_argument('--val-fraction', type=float, default=0.1)
+    parser.add_argument('--out', help='run directory')
+    parser.add_argument('--epochs', type=int, default=40)
+    parser.add_argument('--batch-size', type=int, default=16, help='per process')
+    parser.add_argument('--lr', type=float, default=1e-3, help='peak learning rate (AdamW)')
+    parser.add_argument('--weight-decay', type=float, default=1e-4)
+    parser.add_argument('--warmup-steps', type=int, default=500,
+                        help='linear warm-up, then cosine decay to 1%% of --lr')
+    parser.add_argument('--sigma', type=float, default=7.0, help='target Gaussian sigma, input px')
+    parser.add_argument('--augment', type=json.loads, default={},
+                        help='JSON object of AugmentConfig overrides, e.g. \'{"rotation_deg": 90}\'')
+    parser.add_argument('--no-augment', action='store_true', help='train on plain crops')
+    parser.add_argument('--workers', type=int, default=4, help='data loader processes')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--device', default='auto', help="'auto', 'cpu', 'cuda', 'cuda:1'")
+    parser.add_argument('--amp', action='store_true', help='mixed precision (CUDA only)')
+    parser.add_argument('--resume', action='store_true', help='continue from RUN_DIR/last.pt if present')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='start over in a run directory that already holds a run')
+    parser.add_argument('--max-steps', type=int, help='stop after this many steps in total')
+    parser.add_argument('--val-every', type=int, default=1, help='validate every N epochs')
+    parser.add_argument('--save-every-steps', type=int, default=500, help='also write last.pt every N steps')
+    parser.add_argument('--log-every', type=int, default=10, help='log the mean loss every N steps')
+    parser.add_argument('--belief-samples', type=int, default=3,
+                        help='validation crops shown in belief_maps_epochNNN.png')
+    parser.add_argument('--no-progress', dest='progress', action='store_false', help='no progress bars')
+    return parser
+
+
+def _load_config_file(path: str) -> dict:
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f'config file {file} does not exist')
+    try:
+        values = yaml.safe_load(file.read_text())   # YAML is a superset of JSON
+    except yaml.YAMLError as error:
+        raise UsageError(f'config file {file} is not valid YAML/JSON: {error}') from error
+    if not isinstance(values, dict):
+        raise UsageError(f'config file {file} must hold a mapping of argument names to values')
+    return {key.replace('-', '_'): value for key, value in values.items()}
+
+
+def resolve_args(argv: list[str] | None) -> tuple[argparse.Namespace, set[str]]:
+    """(arguments: defaults < --config file < command line, the names given on the command line)."""
+    parser = get_args_parser()
+    dests = set(vars(parser.parse_args([])))
+    pre = parser.parse_args(argv)
+    if pre.config:
+        values = _load_config_file(pre.config)
+        unknown = sorted(set(values) - dests)
+        if unknown:
+            raise UsageError(f'unknown keys {unknown} in {pre.config}; valid: {sorted(dests)}')
+        parser.set_defaults(**values)
+    args = parser.parse_args(argv)
+    # argparse leaves attributes that already exist alone, so a sentinel shows what was typed.
+    unset = object()
+    typed = get_args_parser().parse_args(argv, argparse.Namespace(**dict.fromkeys(dests, unset)))
+    return args, {name for name, value in vars(typed).items() if value is not unset}
+
+
+def _as_list(value) -> list[str] | None:
+    if value is None:
+        return None
+    return [str(v) for v in ([value] if isinstance(value, (str, Path)) else value)]
+
+
+def _validate(config: dict) -> None:
+    if not config.get('out'):
+        raise UsageError('--out RUN_DIR is required')
+    if not config.get('data'):
+        raise UsageError('--data DIR [DIR ...] is required (or --resume an existing run)')
+    for name in ('epochs', 'batch_size', 'val_every', 'save_every_steps', 'log_every'):
+        if config[name] < 1:
+            raise UsageError(f'--{name.replace("_", "-")} must be >= 1, got {config[name]}')
+    if config['max_steps'] is not None and config['max_steps'] < 1:
+        raise UsageError(f'--max-steps must be >= 1, got {config["max_steps"]}')
+    if not config['lr'] > 0 or not config['sigma'] > 0:
+        raise UsageError('--lr and --sigma must be > 0')
+    if not isinstance(config['augment'], dict):
+        raise UsageError('--augment must be a JSON object / mapping of AugmentConfig fields')
+
+
+def prepare_run(args: argparse.Namespace, explicit: set[str]) -> tuple[dict, dict | None]:
+    """(resolved config, checkpoint state to resume from or None); refuses to clobber a run."""
+    config = vars(args).copy()
+    config['data'], config['val_data'] = _as_list(config['data']), _as_list(config['val_data'])
+    if not config.get('out'):
+        raise UsageError('--out RUN_DIR is required')
+    run_dir = Path(config['out'])
+    last = run_dir / 'last.pt'
+    if last.is_file() and config['resume']:
+        try:
+            state = load_checkpoint(last)
+        except CheckpointError as error:
+            raise UsageError(str(error)) from error
+        saved = dict(state['train_config'])
+        conflicts = [name for name in sorted(explicit - RESUMABLE)
+                     if name in saved and config[name] != saved[name]]
+        if conflicts:
+            raise UsageError(f'--resume keeps the saved config; {conflicts} differ from {last} '
+                             f'(only {sorted(RESUMABLE - {"config", "resume"})} may change)')
+        saved.update({name: config[name] for name in explicit & RESUMABLE})
+        _validate(saved)
+        return saved, state
+    if last.is_file() and not config['overwrite']:
+        raise UsageError(f'{run_dir} already holds a run (last.pt); pass --resume to continue it or '
+                         f'--overwrite to start over')
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / 'config.json').is_file() \
+            and not config['overwrite']:
+        raise UsageError(f'{run_dir} is not empty and not a hand-cpm-train run; choose another '
+                         f'--out or pass --overwrite')
+    _validate(config)
+    if config['overwrite']:
+        for name in RUN_OUTPUTS:
+            (run_dir / name).unlink(missing_ok=True)
+        for figure in run_dir.glob('belief_maps_epoch*.png'):
+            figure.unlink()
+        shutil.rmtree(run_dir / 'tb', ignore_errors=True)
+    return config, None
+
+
+def load_split(config: dict) -> tuple[list[data.HandRecord], list[data.HandRecord], str]:
+    """(train records, validation records, how they were split). Never the same images twice."""
+    train = [record for root in config['data'] for record in data.load_records(root, config['format'])]
+    if config['val_data']:
+        val = [record for root in config['val_data']
+               for record in data.load_records(root, config['format'])]
+        overlap = {r.image_path.resolve() for r in train} & {r.image_path.resolve() for r in val}
+        if overlap:
+            raise UsageError(f'--val-data shares {len(overlap)} images with --data (e.g. '
+                             f'{sorted(overlap)[0]}); validation must be held out')
+        return train, val, 'val-data directories'
+    train, val = data.split_by_group(train, config['val_fraction'])
+    if not val or not train:
+        raise UsageError(f'holding out {config["val_fraction"]} of the groups leaves an empty '
+                         f'{"validation" if not val else "training"} set ({len(train) + len(val)} '
+                         f'hands); pass --val-data or change --val-fraction')
+    return train, val, f'group hash, val_fraction {config["val_fraction"]}'
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+def lr_lambda(warmup_steps: int, total_steps: int):
+    """Linear warm-up over warmup_steps, then cosine from 1 to 0.01 at total_steps."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return factor
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    world = int(os.environ.get('WORLD_SIZE', '1'))
+    if world <= 1:
+        return 0, 1, 0
+    return int(os.environ['RANK']), world, int(os.environ.get('LOCAL_RANK', '0'))
+
+
+def resolve_device(name: str, local_rank: int = 0, world: int = 1) -> torch.device:
+    """'auto' -> cuda if present else cpu; under torchrun each rank takes cuda:LOCAL_RANK."""
+    if name == 'auto':
+        name = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if name.startswith('cuda'):
+        if not torch.cuda.is_available():
+            raise UsageError(f'--device {name}: CUDA is not available on this machine; use --device cpu')
+        if world > 1:
+            return torch.device('cuda', local_rank)
+    return torch.device(name)
+
+
+class RunLog:
+    """log.csv + TensorBoard + the in-checkpoint history, written by rank 0 only."""
+
+    def __init__(self, run_dir: Path, stages: int, history: list[dict], step: int):
+        self.columns = (['kind', 'step', 'epoch', 'lr', 'loss_total']
+                        + [f'loss_stage{k}' for k in range(1, stages + 1)]
+                        + [f'val_{key}' for key in VAL_KEYS])
+        self.history = history
+        self.path = run_dir / 'log.csv'
+        with self.path.open('w', newline='') as stream:   # rewritten: rows up to the checkpoint
+            writer = csv.DictWriter(stream, self.columns)
+            writer.writeheader()
+            writer.writerows(history)
+        self.tensorboard = SummaryWriter(str(run_dir / 'tb'), purge_step=step or None)
+
+    def add(self, row: dict) -> None:
+        self.history.append(row)
+        with self.path.open('a', newline='') as stream:
+            csv.DictWriter(stream, self.columns).writerow(row)
+        for key, value in row.items():
+            if key not in ('kind', 'step', 'epoch') and value is not None:
+                self.tensorboard.add_scalar(key.replace('_', '/', 1), value, row['step'])
+        self.tensorboard.flush()
+
+
+def _belief_figure(model: nn.Module, dataset: data.HandCropDataset, count: int, device,
+                   path: Path) -> None:
+    """belief_maps_epochNNN.png: every stage's maps on `count` validation crops."""
+    indices = np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int)
+    samples = [dataset[int(i)] for i in indices]
+    model.eval()
+    with torch.no_grad():
+        stages = model.forward_stages(torch.stack([s['image'] for s in samples]).to(device))
+    crops = [dataset.crop(int(i))[0] for i in indices]
+    maps = [[stage[row].float().cpu().numpy() for stage in stages] for row in range(len(samples))]
+    plots.save_image(path, plots.belief_map_sheet(crops, maps))
+
+
+def train(config: dict, state: dict | None) -> int:
+    """Run (or continue) the training described by the resolved `config`; returns the exit code."""
+    rank, world, local_rank = _distributed()
+    device = resolve_device(config['device'], local_rank, world)
+    if world > 1:
+        torch.distributed.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
+    if device.type == 'cuda':
+        torch.cuda.set_device(device)
+    main_process = rank == 0
+    amp = bool(config['amp']) and device.type == 'cuda'
+    if config['amp'] and not amp and main_process:
+        print('note: --amp needs CUDA; training in float32 on', device)
+    seed_everything(config['seed'] + rank)
+
+    overrides = {'input_size': config['input_size']} if config['input_size'] else {}
+    model_config = get_config(config['variant'], **overrides)
+    codec = HeatmapCodec(input_size=model_config.input_size, stride=model_config.stride,
+                         sigma=config['sigma'])
+    augment = None if config['no_augment'] else AugmentConfig.from_dict(config['augment'])
+    train_records, val_records, split = load_split(config)
+    info = data.model_info_for(model_config, codec)
+    train_set = data.HandCropDataset(train_records, codec, info, augment, seed=config['seed'])
+    val_set = data.HandCropDataset(val_records, codec, info)
+    train_loader, sampler = data.make_loader(train_set, config['batch_size'], True, config['workers'],
+                                             config['seed'], rank, world)
+    val_loader, val_sampler = data.make_loader(val_set, config['batch_size'], False,
+                                               config['workers'], config['seed'])
+    steps_per_epoch = math.ceil(len(sampler) / config['batch_size'])
+    total_steps = min(config['max_steps'] or 10 ** 12, config['epochs'] * steps_per_epoch)
+
+    model = build_model(model_config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config['lr'],
+                                  weight_decay=config['weight_decay'])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(min(config['warmup_steps'], total_steps // 5), total_steps))
+    scaler = torch.amp.GradScaler('cuda', enabled=amp)
+    step, best, history = 0, -1.0, []
+    if state is not None:
+        model.load_state_dict(state['model'])
+        optimizer.load_state_dict(state['optimizer'])
+        scheduler.load_state_dict(state['scheduler'])
+        scaler.load_state_dict(state['scaler'])
+        step, best, history = int(state['step']), float(state['best_metric']), list(state['history'])
+    trained = model
+    if world > 1:
+        if device.type == 'cuda':
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        trained = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == 'cuda' else None)
+
+    run_dir = Path(config['out'])
+    log = None
+    if main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / 'config.json').write_text(json.dumps({
+            'train': config, 'model': model_config.to_dict(), 'codec': codec.to_dict(),
+            'augment': None if augment is None else augment.to_dict(),
+            'data': {'train_hands': len(train_records), 'val_hands': len(val_records),
+                     'split': split, 'steps_per_epoch': steps_per_epoch, 'world_size': world},
+        }, indent=2))
+        log = RunLog(run_dir, model_config.stages, history, step)
+        print(f'{len(train_records)} training hands, {len(val_records)} validation hands ({split}); '
+              f'{model_config.name} at {model_config.input_size}px on {device}'
+              + (f', resuming at step {step}' if state else ''))
+
+    def checkpoint(name: str, epoch: int) -> None:
+        save_checkpoint(run_dir / name, {
+            'format_version': FORMAT_VERSION, 'model': model.state_dict(),
+            'model_config': model_config.to_dict(), 'codec': codec.to_dict(),
+            'optimizer': optimizer.state_dict(), 'scheduler': scheduler.state_dict(),
+            'scaler': scaler.state_dict(), 'epoch': epoch, 'step': step, 'best_metric': best,
+            'train_config': config, 'history': history})
+
+    window: dict[str, float] = {}
+
+    def on_step(new_step: int, losses: dict[str, float], lr: float) -> None:
+        nonlocal step
+        step = new_step
+        if not main_process:
+            return
+        for name, value in losses.items():
+            window[name] = window.get(name, 0.0) + value
+        window['count'] = window.get('count', 0) + 1
+        if step % config['log_every'] == 0:
+            count = window.pop('count')
+            log.add({'kind': 'train', 'step': step, 'epoch': step / steps_per_epoch, 'lr': lr,
+                     **{f'loss_{name}': value / count for name, value in window.items()}})
+            window.clear()
+        if step % config['save_every_steps'] == 0:
+            checkpoint('last.pt', step // steps_per_epoch)
+
+    def validate(epoch: int) -> None:
+        nonlocal best
+        val_sampler.set_position(0)
+        predictions = engine.evaluate(engine.torch_predictor(model, device), val_loader, codec,
+                                      progress=config['progress'])
+        summary = predictions.summary()
+        log.add({'kind': 'val', 'step': step, 'epoch': epoch,
+                 **{f'val_{key}': summary[key] for key in VAL_KEYS}})
+        tqdm.write(f'step {step} epoch {epoch}: ' + ', '.join(
+            f'{key} {summary[key]:.4g}' for key in VAL_KEYS))
+        if summary['pck@0.2'] > best:
+            best = summary['pck@0.2']
+            checkpoint('best.pt', epoch)
+        plots.plot_pck(engine.PCK_THRESHOLDS, {f'step {step}': predictions.pck_curve()},
+                       run_dir / 'pck.png', history)
+        if any(row['kind'] == 'train' for row in history):
+            plots.plot_losses(history, run_dir / 'loss.png')
+        _belief_figure(model, val_set, config['belief_samples'], device,
+                       run_dir / f'belief_maps_epoch{epoch:03d}.png')
+
+    start_epoch, done_in_epoch = divmod(step, steps_per_epoch)
+    try:
+        for epoch in range(start_epoch, config['epochs']):
+            if config['max_steps'] is not None and step >= config['max_steps']:
+                break
+            sampler.set_position(epoch, done_in_epoch * config['batch_size'])
+            train_set.set_epoch(epoch)
+            step = engine.train_one_epoch(
+                trained, train_loader, optimizer, scheduler, scaler, device, epoch=epoch, step=step,
+                max_steps=config['max_steps'], amp=amp, on_step=on_step,
+                progress=config['progress'] and main_process)
+            done_in_epoch = 0
+            finished = step % steps_per_epoch == 0
+            stopping = not finished or epoch + 1 == config['epochs'] or (
+                config['max_steps'] is not None and step >= config['max_steps'])
+            if main_process:
+                if finished and ((epoch + 1) % config['val_every'] == 0 or stopping):
+                    validate(epoch + 1)
+                elif stopping:
+                    validate(epoch)
+                checkpoint('last.pt', step // steps_per_epoch)
+            if world > 1:
+                torch.distributed.barrier()
+    except engine.NonFiniteLossError as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 1
+    finally:
+        if log is not None:
+            log.tensorboard.close()
+        if world > 1:
+            torch.distributed.destroy_process_group()
+    if main_process:
+        print(f'done: step {step}, best validation PCK@0.2 {best:.4f}; {run_dir}')
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args, explicit = resolve_args(argv)
+        config, state = prepare_run(args, explicit)
+        return train(config, state)
+    except (UsageError, ValueError) as error:
+        print(f'hand-cpm-train: error: {error}', file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""hand-cpm-eval: decoding into source pixels, the JSON report, ONNX parity, and the refusal to
+report accuracy on training data."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_data import make_dataset, write_synth_dataset
+
+from hand_cpm_ros.codec import HeatmapCodec
+from hand_cpm_train import data, engine, evaluate
+from hand_cpm_train.checkpoint import FORMAT_VERSION, save_checkpoint
+from hand_cpm_train.models import build_model, get_config
+
+SUMMARY_KEYS = {'n', 'pck@0.05', 'pck@0.1', 'pck@0.2', 'auc', 'epe_px'}
+
+
+@pytest.fixture(scope='module')
+def held_out(tmp_path_factory):
+    return write_synth_dataset(tmp_path_factory.mktemp('held_out'), 5, seed=7)
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    """A cpm-lite-s (64 px) checkpoint, as hand-cpm-train writes it, trained on `train_dir`."""
+    root = tmp_path_factory.mktemp('model')
+    train_dir = write_synth_dataset(root / 'train', 6, seed=8)
+    torch.manual_seed(0)
+    config = get_config('cpm-lite-s', input_size=64)
+    model = build_model(config).eval()
+    path = root / 'best.pt'
+    save_checkpoint(path, {'format_version': FORMAT_VERSION, 'model': model.state_dict(),
+                           'model_config': config.to_dict(),
+                           'codec': HeatmapCodec(64, 8, 7.0).to_dict(),
+                           'train_config': {'data': [str(train_dir)], 'val_data': None,
+                                            'val_fraction': 0.5}})
+    return path, model, config, train_dir
+
+
+def last_json(output):
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def test_perfect_maps_decode_onto_the_source_keypoints(held_out):
+    """An oracle that returns the encoded targets must score PCK@0.05 = 1 in SOURCE pixels."""
+    dataset = make_dataset(data.load_records(held_out), input_size=96)
+    loader, _ = data.make_loader(dataset, batch_size=2, shuffle=False, workers=0, seed=0)
+    targets = iter([batch['targets'].numpy() for batch in loader])
+    predictions = engine.evaluate(lambda images: [next(targets)], loader, dataset.codec)
+    summary = predictions.summary()
+    assert summary['n'] == 5 and summary['pck@0.05'] == 1.0 and summary['epe_px'] < 1.5
+    sources = np.stack([r.keypoints for r in dataset.records])
+    assert np.abs(predictions.keypoints[-1] - sources).max() < 3.0
+    per_keypoint = predictions.per_keypoint()
+    assert per_keypoint['pck'].shape == (21,) and np.all(per_keypoint['pck'] == 1.0)
+
+
+def test_checkpoint_report_with_stages_and_plot(tmp_path, held_out, checkpoint, capsys):
+    plot = tmp_path / 'pck.png'
+    code = evaluate.main(['--model', str(checkpoint[0]), '--data', str(held_out), '--json',
+                          '--per-stage', '--plot', str(plot), '--workers', '0', '--no-progress'])
+    assert code == 0
+    output = capsys.readouterr().out
+    result = last_json(output)
+    assert SUMMARY_KEYS <= set(result) and result['n'] == 5
+    assert set(result['per_stage']) == {'stage 1', 'stage 2', 'stage 3'}
+    assert result['per_stage']['stage 3'] == {key: result[key] for key in SUMMARY_KEYS}
+    assert len(result['per_keypoint']) == 21 and 0.0 <= result['pck@0.2'] <= 1.0
+    assert '| little_tip |' in output and plot.stat().st_size > 0
+    assert evaluate.main(['--model', str(checkpoint[0]), '--data', str(held_out),
+                          '--plot', str(plot), '--workers', '0']) == 2
+    assert 'pass --overwrite' in capsys.readouterr().err
+
+
+def test_onnx_model_gives_the_checkpoint_numbers(tmp_path, held_out, checkpoint, capsys):
+    export = pytest.importorskip('hand_cpm_train.export')
+    path, model, config, _ = checkpoint
+    onnx_path = export.export_onnx(model, config, HeatmapCodec(64, 8, 7.0).to_dict(), tmp_path / 'm.onnx')
+    assert evaluate.main(['--model', str(path), '--data', str(held_out), '--json', '--workers', '0',
+                          '--no-progress']) == 0
+    from_checkpoint = last_json(capsys.readouterr().out)
+    assert evaluate.main(['--model', str(onnx_path), '--data', str(held_out), '--json',
+                          '--workers', '0', '--no-progress']) == 0
+    captured = capsys.readouterr()
+    from_onnx = last_json(captured.out)
+    assert 'carries no training config' in captured.err
+    assert from_onnx['n'] == from_checkpoint['n'] == 5
+    assert abs(from_onnx['epe_px'] - from_checkpoint['epe_px']) < 0.05 * from_checkpoint['epe_px']
+    assert evaluate.main(['--model', str(onnx_path), '--data', str(held_out), '--per-stage']) == 2
+    assert '--per-stage needs a checkpoint' in capsys.readouterr().err
+
+
+def test_training_data_is_never_reported_as_accuracy(tmp_path, checkpoint, capsys):
+    path, model, config, train_dir = checkpoint
+    assert evaluate.main(['--model', str(path), '--data', str(train_dir), '--json', '--workers', '0',
+                          '--no-progress']) == 0
+    captured = capsys.readouterr()
+    assert 'evaluating only its held-out group split' in captured.err
+    _, held = data.split_by_group(data.load_records(train_dir), 0.5)
+    assert last_json(captured.out)['n'] == len(held) < 6
+
+    with_val_data = tmp_path / 'other.pt'
+    save_checkpoint(with_val_data, {'format_version': FORMAT_VERSION, 'model': model.state_dict(),
+                                    'model_config': config.to_dict(),
+                                    'codec': HeatmapCodec(64, 8, 7.0).to_dict(),
+                                    'train_config': {'data': [str(train_dir)],
+                                                     'val_data': [str(tmp_path)], 'val_fraction': 0.1}})
+    assert evaluate.main(['--model', str(with_val_data), '--data', str(train_dir)]) == 2
+    assert 'was used for training' in capsys.readouterr().err
+
+
+def test_bad_model_paths_are_clear_errors(tmp_path, held_out, capsys):
+    assert evaluate.main(['--model', str(tmp_path / 'none.pt'), '--data', str(held_out)]) == 2
+    assert 'does not exist' in capsys.readouterr().err
+    weights = tmp_path / 'model.bin'
+    weights.write_bytes(b'\0' * 16)
+    assert evaluate.main(['--model', str(weights), '--data', str(held_out)]) == 2
+    assert 'must be a .pt checkpoint or an .onnx model' in capsys.readouterr().err
+    broken = tmp_path / 'broken.pt'
+    broken.write_bytes(b'not a checkpoint')
+    assert evaluate.main(['--model', str(broken), '--data', str(held_out)]) == 2
+    assert 'not a readable hand-cpm checkpoint' in capsys.readouterr().err

@@ -1,0 +1,141 @@
+"""Tracking without ROS: One Euro filter values, id continuity, id uniqueness, crop proposals."""
+import math
+
+import numpy as np
+import pytest
+
+from hand_cpm_ros.tracking import HandTracker, Observation, OneEuroFilter, keypoint_similarity
+
+
+def hand_at(x: float, y: float, size: float = 100.0, score: float = 0.9) -> Observation:
+    """A synthetic hand: 21 keypoints on a grid filling a size x size box at (x, y)."""
+    grid = np.array([(i % 5, i // 5) for i in range(21)], np.float64) / 4.0
+    keypoints = np.array([x, y]) + grid * size
+    scores = np.full(21, score)
+    box = (x, y, x + size, y + size * grid[:, 1].max())
+    return Observation(keypoints, scores, box, score)
+
+
+def alpha(cutoff: float, dt: float) -> float:
+    tau = 1.0 / (2 * math.pi * cutoff)
+    return 1.0 / (1.0 + tau / dt)
+
+
+def test_one_euro_first_value_passes_and_step_is_low_passed_exactly():
+    smoother = OneEuroFilter(min_cutoff=1.0, beta=0.0)
+    assert smoother(np.array([0.0, 5.0]), 0.0).tolist() == [0.0, 5.0]
+    out = smoother(np.array([1.0, 5.0]), 0.1)
+    assert out[0] == pytest.approx(alpha(1.0, 0.1))  # 0.3858...
+    assert out[1] == pytest.approx(5.0)
+    out = smoother(np.array([1.0, 5.0]), 0.2)
+    a = alpha(1.0, 0.1)
+    assert out[0] == pytest.approx(a + (1 - a) * a)
+
+
+def test_one_euro_beta_reduces_lag_on_fast_motion():
+    slow, fast = OneEuroFilter(1.0, 0.0), OneEuroFilter(1.0, 1.0)
+    for step in range(10):
+        value = np.array([50.0 * step])
+        lagging, following = slow(value, 0.033 * step), fast(value, 0.033 * step)
+    assert abs(following[0] - 450.0) < 0.2 * abs(lagging[0] - 450.0)
+
+
+def test_one_euro_restarts_when_time_goes_back():
+    smoother = OneEuroFilter(1.0, 0.0)
+    smoother(np.array([0.0]), 10.0)
+    smoother(np.array([10.0]), 10.1)
+    assert smoother(np.array([3.0]), 0.0).tolist() == [3.0]
+
+
+@pytest.mark.parametrize('min_cutoff, beta', [(0.0, 0.0), (-1.0, 0.0), (1.0, -0.5), (math.nan, 0.0)])
+def test_one_euro_rejects_bad_settings(min_cutoff, beta):
+    with pytest.raises(ValueError, match='One Euro'):
+        OneEuroFilter(min_cutoff, beta)
+
+
+def test_ids_follow_hands_across_frames_whatever_the_order():
+    tracker = HandTracker()
+    left, right = tracker.update([hand_at(100, 100), hand_at(400, 120)], 0.0)
+    assert (left.track_id, right.track_id) == (1, 2)
+    # next frame: both moved a little, listed in the other order
+    second = tracker.update([hand_at(410, 125), hand_at(108, 96)], 0.033)
+    assert [t.track_id for t in second] == [2, 1]
+    assert second[0].age == 2 and second[1].age == 2
+    np.testing.assert_allclose(second[1].keypoints[0], (108, 96))
+
+
+def test_ended_track_ids_are_never_reused():
+    tracker = HandTracker()
+    (first,) = tracker.update([hand_at(100, 100)], 0.0)
+    assert tracker.update([], 0.033) == []
+    (again,) = tracker.update([hand_at(100, 100)], 0.066)
+    assert (first.track_id, again.track_id) == (1, 2)
+    assert [t.track_id for t in tracker.update([hand_at(100, 100), hand_at(300, 300)], 0.1)] == [2, 3]
+
+
+def test_far_jump_starts_a_new_track():
+    tracker = HandTracker()
+    tracker.update([hand_at(100, 100)], 0.0)
+    (moved,) = tracker.update([hand_at(400, 400)], 0.033)
+    assert moved.track_id == 2
+
+
+def test_crossing_hands_with_overlapping_boxes_keep_their_ids():
+    """Two hands whose boxes overlap heavily but whose keypoints differ: keypoint similarity
+    decides, so the ids do not swap."""
+    tracker = HandTracker()
+    a, b = hand_at(100, 100), hand_at(130, 100)
+    tracker.update([a, b], 0.0)
+    a2, b2 = hand_at(102, 100), hand_at(128, 100)
+    ids = [t.track_id for t in tracker.update([b2, a2], 0.033)]
+    assert ids == [2, 1]
+
+
+def test_keypoint_similarity_values():
+    points = np.zeros((21, 2))
+    visible = np.ones(21, bool)
+    assert keypoint_similarity(points, visible, points, visible, 100.0) == 1.0
+    shifted = points + [25.0, 0.0]  # one sigma (0.25 * 100) away
+    assert keypoint_similarity(points, visible, shifted, visible, 100.0) == pytest.approx(math.exp(-0.5))
+    assert keypoint_similarity(points, visible, shifted, ~visible, 100.0) == 0.0
+
+
+def test_proposals_cover_only_confident_keypoints():
+    tracker = HandTracker(keypoint_threshold=0.5)
+    hand = hand_at(100, 100)
+    hand.scores = hand.scores.copy()
+    hand.scores[[4, 20]] = 0.1  # (200, 100) and (100, 200) not confident: row 4 drops out
+    hand.keypoints[4] = (900, 900)
+    tracker.update([hand], 0.0)
+    ((box, track),) = tracker.proposals()
+    assert track.track_id == 1
+    assert box == pytest.approx((100.0, 100.0, 200.0, 175.0))
+
+
+def test_proposals_need_two_confident_keypoints():
+    tracker = HandTracker(keypoint_threshold=0.5)
+    hand = hand_at(100, 100, score=0.1)
+    hand.scores = hand.scores.copy()
+    hand.scores[0] = 0.9
+    tracker.update([hand], 0.0)
+    assert tracker.proposals() == []
+
+
+def test_handedness_is_kept_when_later_observations_do_not_know_it():
+    tracker = HandTracker()
+    known = hand_at(100, 100)
+    known.handedness, known.handedness_score = 2, 0.8
+    tracker.update([known], 0.0)
+    (track,) = tracker.update([hand_at(101, 100)], 0.033)
+    assert (track.handedness, track.handedness_score) == (2, 0.8)
+
+
+def test_smoothing_filters_keypoints_of_continued_tracks():
+    tracker = HandTracker(smoothing=True, min_cutoff=1.0, beta=0.0)
+    tracker.update([hand_at(100, 100)], 0.0)
+    (track,) = tracker.update([hand_at(110, 100)], 0.1)
+    expected_x = 100 + alpha(1.0, 0.1) * 10
+    assert track.keypoints[0] == pytest.approx((expected_x, 100.0))
+    tracker.configure_smoothing(min_cutoff=1e6, beta=0.0)  # practically no smoothing
+    (track,) = tracker.update([hand_at(120, 100)], 0.2)
+    assert track.keypoints[0] == pytest.approx((120.0, 100.0), abs=1e-3)

@@ -1,0 +1,157 @@
+"""The trainer: the article's one-image sanity check on the full OpenPose network, a short run's
+outputs, an interrupted run resumed to the same result, config files and refusals."""
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from test_data import make_dataset, write_synth_dataset
+
+from hand_cpm_train import data, engine, train
+from hand_cpm_train.augment import AugmentConfig
+from hand_cpm_train.checkpoint import load_checkpoint, load_model
+from hand_cpm_train.models import build_model, get_config
+
+
+@pytest.fixture(scope='module')
+def dataset_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp('hands')
+    return write_synth_dataset(root / 'train', 8, seed=1), write_synth_dataset(root / 'val', 3, seed=2)
+
+
+def short_run(train_dir, val_dir, out, *extra):
+    return ['--variant', 'cpm-lite-s', '--input-size', '64', '--data', str(train_dir),
+            '--val-data', str(val_dir), '--out', str(out), '--batch-size', '4', '--workers', '0',
+            '--log-every', '1', '--belief-samples', '2', '--no-progress', *extra]
+
+
+def read_log(run_dir):
+    with (run_dir / 'log.csv').open() as stream:
+        return list(csv.DictReader(stream))
+
+
+@pytest.mark.slow
+def test_full_openpose_network_overfits_one_image(tmp_path):
+    """The article's check: the full cpm-vgg19 (six stages, all supervised) learns one crop by
+    heart; the loss falls by an order of magnitude."""
+    write_synth_dataset(tmp_path, 1, seed=4)
+    torch.manual_seed(0)
+    dataset = make_dataset(data.load_records(tmp_path) * 8, input_size=48)
+    loader, sampler = data.make_loader(dataset, batch_size=1, shuffle=True, workers=0, seed=0)
+    model = build_model(get_config('cpm-vgg19', input_size=48))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    scaler = torch.amp.GradScaler('cuda', enabled=False)
+    losses = []
+    step = 0
+    while step < 90 and (len(losses) < 2 or losses[-1]['total'] > losses[0]['total'] / 10):
+        sampler.set_position(step)
+        step = engine.train_one_epoch(model, loader, optimizer, scheduler, scaler, torch.device('cpu'),
+                                      epoch=step, step=step, progress=False,
+                                      on_step=lambda _step, values, _lr: losses.append(values))
+    assert set(losses[0]) == {f'stage{k}' for k in range(1, 7)} | {'total'}
+    assert all(losses[0][f'stage{k}'] > 0 for k in range(1, 7))   # stage 1 is supervised too
+    assert losses[-1]['total'] < losses[0]['total'] / 10, [round(v['total'], 1) for v in losses]
+
+
+def test_two_epoch_run_writes_checkpoints_logs_and_plots(tmp_path, dataset_dirs):
+    config = tmp_path / 'run.yaml'
+    config.write_text(yaml.safe_dump({'epochs': 5, 'lr': 0.002, 'seed': 3,
+                                      'augment': {'rotation_deg': 90}}))
+    out = tmp_path / 'run'
+    assert train.main(short_run(*dataset_dirs, out, '--config', str(config), '--epochs', '2')) == 0
+    for name in ('last.pt', 'best.pt', 'log.csv', 'config.json', 'loss.png', 'pck.png',
+                 'belief_maps_epoch001.png', 'belief_maps_epoch002.png'):
+        assert (out / name).is_file(), name
+    assert list((out / 'tb').glob('events.out.tfevents.*'))
+    resolved = json.loads((out / 'config.json').read_text())
+    assert resolved['train']['epochs'] == 2 and resolved['train']['lr'] == 0.002   # CLI wins
+    assert resolved['augment']['rotation_deg'] == 90 and resolved['model']['input_size'] == 64
+    assert resolved['data'] == {'train_hands': 8, 'val_hands': 3, 'split': 'val-data directories',
+                                'steps_per_epoch': 2, 'world_size': 1}
+    rows = read_log(out)
+    assert [int(r['step']) for r in rows if r['kind'] == 'train'] == [1, 2, 3, 4]
+    val_rows = [r for r in rows if r['kind'] == 'val']
+    assert [(int(r['step']), int(r['epoch']), int(r['val_n'])) for r in val_rows] == [(2, 1, 3), (4, 2, 3)]
+    assert all(float(r['loss_stage1']) > 0 and float(r['loss_stage3']) > 0
+               for r in rows if r['kind'] == 'train')
+    state = load_checkpoint(out / 'last.pt')
+    assert (state['step'], state['epoch']) == (4, 2)
+    assert state['best_metric'] == max(float(r['val_pck@0.2']) for r in val_rows)
+    assert len(state['history']) == len(rows)
+    model, model_config, codec = load_model(out / 'best.pt')
+    assert model_config.name == 'cpm-lite-s' and codec['input_size'] == 64
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, dataset_dirs, monkeypatch, capsys):
+    arguments = short_run(*dataset_dirs, tmp_path / 'straight', '--epochs', '2', '--save-every-steps', '3')
+    assert train.main(arguments) == 0
+    straight = load_checkpoint(tmp_path / 'straight' / 'last.pt')
+
+    killed = tmp_path / 'killed'
+    save = train.save_checkpoint
+
+    def save_then_die(path, state):
+        save(path, state)
+        if path.name == 'last.pt' and state['step'] == 3:   # mid-epoch 2, after the save
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, 'save_checkpoint', save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(short_run(*dataset_dirs, killed, '--epochs', '2', '--save-every-steps', '3'))
+    monkeypatch.undo()
+    assert load_checkpoint(killed / 'last.pt')['step'] == 3
+
+    assert train.main(['--out', str(killed)]) == 2           # a run is there: no silent restart
+    assert 'pass --resume' in capsys.readouterr().err
+    assert train.main(['--out', str(killed), '--resume', '--lr', '0.5']) == 2
+    assert "['lr'] differ" in capsys.readouterr().err
+    assert train.main(['--out', str(killed), '--resume', '--no-progress']) == 0
+    assert 'resuming at step 3' in capsys.readouterr().out
+    resumed = load_checkpoint(killed / 'last.pt')
+    assert resumed['step'] == 4 and resumed['train_config']['data'] == [str(dataset_dirs[0])]
+    for key, value in straight['model'].items():
+        assert torch.allclose(value.float(), resumed['model'][key].float(), atol=1e-5), key
+    straight_losses = [float(r['loss_total']) for r in read_log(tmp_path / 'straight') if r['kind'] == 'train']
+    resumed_losses = [float(r['loss_total']) for r in read_log(killed) if r['kind'] == 'train']
+    assert np.allclose(straight_losses, resumed_losses, rtol=1e-4)
+
+
+def test_non_finite_loss_stops_with_a_clear_error(tmp_path, dataset_dirs, capsys):
+    out = tmp_path / 'nan'
+    code = train.main(short_run(*dataset_dirs, out, '--epochs', '2', '--lr', '1e30',
+                                '--warmup-steps', '1', '--save-every-steps', '1'))
+    assert code == 1
+    error = capsys.readouterr().err
+    assert 'non-finite loss at step' in error
+    failed_step = int(error.split('non-finite loss at step ')[1].split()[0])
+    if (out / 'last.pt').exists():    # only checkpoints of finished, finite steps
+        assert load_checkpoint(out / 'last.pt')['step'] < failed_step
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path, dataset_dirs, capsys):
+    bad_config = tmp_path / 'bad.yaml'
+    bad_config.write_text('epochs: 2\nlearning_rate: 0.1\n')
+    assert train.main(['--config', str(bad_config), '--out', str(tmp_path / 'x')]) == 2
+    assert "unknown keys ['learning_rate']" in capsys.readouterr().err
+    assert train.main(['--out', str(tmp_path / 'y')]) == 2
+    assert '--data DIR' in capsys.readouterr().err
+    assert train.main(['--data', str(tmp_path / 'missing'), '--out', str(tmp_path / 'z')]) == 2
+    assert 'does not exist' in capsys.readouterr().err
+    assert train.main(short_run(dataset_dirs[0], dataset_dirs[0], tmp_path / 'w', '--epochs', '1')) == 2
+    assert 'validation must be held out' in capsys.readouterr().err
+    (tmp_path / 'foreign').mkdir()
+    (tmp_path / 'foreign' / 'notes.txt').write_text('mine')
+    assert train.main(short_run(*dataset_dirs, tmp_path / 'foreign', '--epochs', '1')) == 2
+    assert 'not a hand-cpm-train run' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('name', ['cpm_lite_synth', 'cpm_vgg19_cmu'])
+def test_shipped_configs_resolve(name):
+    args, explicit = train.resolve_args(['--config', f'hand_cpm_train/configs/{name}.yaml', '--out', 'x'])
+    assert explicit == {'config', 'out'}
+    assert args.variant == {'cpm_lite_synth': 'cpm-lite', 'cpm_vgg19_cmu': 'cpm-vgg19'}[name]
+    assert args.data and args.val_data and args.lr > 0
+    AugmentConfig.from_dict(args.augment)
