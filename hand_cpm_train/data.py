@@ -207,14 +207,20 @@ def model_info_for(config: ModelConfig, codec: HeatmapCodec) -> ModelInfo:
 class HandCropDataset(Dataset):
     """Square crops around each hand, warped to the model's input size, with encoded targets.
 
-    The crop is the keypoint box (visible points) squared with CROP_MARGIN; with `augment`, the
+    The crop is the keypoint box squared with CROP_MARGIN; with `augment`, the
     scale/rotation/shift/mirror jitter goes into that same affine and photometric ops follow.
     A sample's randomness comes from (seed, epoch, index) alone, so it does not depend on the
     worker that loads it or the number of workers, and a resumed run sees the same samples.
+
+    `use_hidden_keypoints`: keypoints marked not visible but lying inside the image also shape
+    the crop box and are supervised. Right for renders, whose hidden joints (self-occluded) have
+    exact coordinates and whose localiser boxes cover the whole hand; wrong for hand-labelled
+    data, where a hidden joint's position is a guess.
     """
 
     def __init__(self, records: Sequence[HandRecord], codec: HeatmapCodec, model_info: ModelInfo,
-                 augment: AugmentConfig | None = None, seed: int = 0):
+                 augment: AugmentConfig | None = None, seed: int = 0,
+                 use_hidden_keypoints: bool = False):
         if not records:
             raise ValueError('HandCropDataset needs at least one record')
         if codec.input_size != model_info.input_size:
@@ -225,6 +231,7 @@ class HandCropDataset(Dataset):
         self.model_info = model_info   # mean, std, channel order: the runtime's normalisation
         self.augment = augment
         self.seed = seed
+        self.use_hidden_keypoints = use_hidden_keypoints
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -234,25 +241,38 @@ class HandCropDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def crop(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-        """(crop uint8 BGR, source->crop affine, crop keypoints (21, 2), is_left) of one sample."""
+    def labelled(self, record: HandRecord, image_shape: tuple[int, ...]) -> np.ndarray:
+        """(21,) bool: the keypoints that shape the crop and get supervised."""
+        if not self.use_hidden_keypoints:
+            return record.visible
+        height, width = image_shape[:2]
+        x, y = record.keypoints[:, 0], record.keypoints[:, 1]
+        inside = (x >= -0.5) & (x <= width - 0.5) & (y >= -0.5) & (y <= height - 0.5)
+        return record.visible | inside
+
+    def crop(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool, np.ndarray]:
+        """(crop uint8 BGR, source->crop affine, crop keypoints (21, 2), is_left, labelled (21,))
+        of one sample."""
         record = self.records[index]
         size = self.codec.input_size
-        cx, cy, side = square_crop(box_from_keypoints(record.keypoints, record.visible), CROP_MARGIN)
+        image = read_image(record.image_path)
+        labelled = self.labelled(record, image.shape)
+        cx, cy, side = square_crop(box_from_keypoints(record.keypoints, labelled), CROP_MARGIN)
         jitter, rng = CropJitter(), None
         if self.augment is not None:
             rng = np.random.default_rng((self.seed, self.epoch, index))
             jitter = sample_jitter(rng, self.augment)
         affine = jittered_crop_affine(cx, cy, side, size, jitter)
-        crop = warp_crop(read_image(record.image_path), affine, size)
+        crop = warp_crop(image, affine, size)
         if rng is not None:
             crop = photometric(crop, rng, self.augment)
-        return crop, affine, apply_affine(affine, record.keypoints), record.is_left != jitter.flip
+        return (crop, affine, apply_affine(affine, record.keypoints), record.is_left != jitter.flip,
+                labelled)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         record = self.records[index]
-        crop, affine, keypoints, is_left = self.crop(index)
-        targets, weights = self.codec.encode(keypoints, record.visible)
+        crop, affine, keypoints, is_left, labelled = self.crop(index)
+        targets, weights = self.codec.encode(keypoints, labelled)
         return {
             'image': torch.from_numpy(normalize_crops(crop[None], self.model_info)[0]),
             'targets': torch.from_numpy(np.asarray(targets, np.float32)),

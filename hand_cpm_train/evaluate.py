@@ -37,6 +37,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--json', action='store_true', help='end with one line of JSON results')
     parser.add_argument('--plot', help='write the PCK curve to this PNG file')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing --plot file')
+    parser.add_argument('--use-hidden-keypoints', action='store_true', default=None,
+                        help='crop by all in-image keypoints, hidden ones too (renders); default: '
+                             'as the checkpoint was trained')
     parser.add_argument('--per-stage', action='store_true', help='metrics of every stage (checkpoints)')
     parser.add_argument('--batch-size', type=int, default=16)
     parser.add_argument('--workers', type=int, default=2, help='data loader processes')
@@ -143,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for note in notes:
         print(f'note: {note}', file=sys.stderr)
-    dataset = data.HandCropDataset(records, codec, model_info)
+    hidden = args.use_hidden_keypoints
+    if hidden is None:
+        hidden = bool((train_config or {}).get('use_hidden_keypoints'))
+    dataset = data.HandCropDataset(records, codec, model_info, use_hidden_keypoints=hidden)
     loader, _ = data.make_loader(dataset, args.batch_size, False, args.workers, seed=0)
     predictions = engine.evaluate(predict, loader, codec, progress=args.progress)
     stage_names = [f'stage {k}' for k in range(1, len(predictions.keypoints) + 1)]

@@ -71,6 +71,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--augment', type=json.loads, default={},
                         help='JSON object of AugmentConfig overrides, e.g. \'{"rotation_deg": 90}\'')
     parser.add_argument('--no-augment', action='store_true', help='train on plain crops')
+    parser.add_argument('--use-hidden-keypoints', action='store_true',
+                        help='also crop by and supervise keypoints marked hidden but inside the '
+                             'image (renders: exact self-occluded joints); not for hand labels')
     parser.add_argument('--workers', type=int, default=4, help='data loader processes')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--device', default='auto', help="'auto', 'cpu', 'cuda', 'cuda:1'")
@@ -294,8 +297,10 @@ def train(config: dict, state: dict | None) -> int:
     augment = None if config['no_augment'] else AugmentConfig.from_dict(config['augment'])
     train_records, val_records, split = load_split(config)
     info = data.model_info_for(model_config, codec)
-    train_set = data.HandCropDataset(train_records, codec, info, augment, seed=config['seed'])
-    val_set = data.HandCropDataset(val_records, codec, info)
+    hidden = bool(config.get('use_hidden_keypoints'))
+    train_set = data.HandCropDataset(train_records, codec, info, augment, seed=config['seed'],
+                                     use_hidden_keypoints=hidden)
+    val_set = data.HandCropDataset(val_records, codec, info, use_hidden_keypoints=hidden)
     train_loader, sampler = data.make_loader(train_set, config['batch_size'], True, config['workers'],
                                              config['seed'], rank, world)
     val_loader, val_sampler = data.make_loader(val_set, config['batch_size'], False,

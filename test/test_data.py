@@ -230,7 +230,7 @@ def test_augmented_sample_moves_the_drawn_joints_with_the_keypoints(tmp_path):
     flips = set()
     for epoch in range(6):
         dataset.set_epoch(epoch)
-        crop, affine, keypoints, is_left = dataset.crop(0)
+        crop, affine, keypoints, is_left, _ = dataset.crop(0)
         flips.add(is_left)
         grey = crop.astype(np.float64).mean(axis=2)
         for x, y in keypoints:
@@ -296,3 +296,21 @@ def test_loader_workers_start_after_opencv_ran_in_the_trainer(tmp_path):
         cv2.resize(np.zeros((1500, 1500, 3), np.uint8), (700, 700))   # OpenCV work in the parent
         dataset.crop(0)
     assert seen == [list(range(6))] * 2
+
+
+def test_hidden_keypoints_inside_the_image_are_used_only_when_asked(tmp_path):
+    """Renders mark self-occluded joints hidden although their coordinates are exact: with
+    use_hidden_keypoints they shape the crop and are supervised; off-image joints never are."""
+    keypoints = hand_keypoints(120, 150, 80, 0.0)
+    visible = np.ones(NUM_KEYPOINTS, bool)
+    visible[17:] = False              # little finger hidden, inside the image
+    keypoints[20] = (-40.0, 150.0)    # ... and its tip outside the image
+    write_cmu_sample(tmp_path, '00000000', keypoints, visible)
+    records = data.load_records(tmp_path)
+    plain = make_dataset(records)
+    with_hidden = data.HandCropDataset(records, plain.codec, plain.model_info,
+                                       use_hidden_keypoints=True)
+    weights_plain, weights_hidden = plain[0]['weights'].numpy(), with_hidden[0]['weights'].numpy()
+    assert np.all(weights_plain[17:21] == 0) and np.all(weights_plain[:17] == 1)
+    assert np.all(weights_hidden[17:20] == 1) and weights_hidden[20] == 0
+    assert with_hidden[0]['visible'][17:].sum() == 0   # metrics still see the true visibility
