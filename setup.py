@@ -33,6 +33,7 @@ setup(
     entry_points={'console_scripts': [
         'hand_cpm_node = hand_cpm_ros.node:main',
         'hand-cpm-detect = hand_cpm_ros.detect_cli:main',
+        'hand-cpm-demo = hand_cpm_ros.demo:main',
         'hand-cpm-models = hand_cpm_train.models:main',
         'hand-cpm-synth = hand_cpm_train.synth.cli:main',
         'hand-cpm-export = hand_cpm_train.export:main',

@@ -1,6 +1,10 @@
 """hand-cpm-detect: hand keypoints in image and video files, with the node's HandPipeline.
 
-    hand-cpm-detect IMAGE_OR_VIDEO... --box X0,Y0,X1,Y1 [--json] [--out DIR] [--model PATH]
+    hand-cpm-detect IMAGE_OR_VIDEO... [--box X0,Y0,X1,Y1] [--json] [--out DIR] [--model PATH]
+                    [--localizer PATH]
+
+Without --box the hand localiser (--localizer, default models/hand_localizer.onnx) finds every
+hand in each frame (at most --max-hands); with --box that box is used instead.
 
 --json prints one JSON object per image (per frame for videos) on its own line:
 {"image": PATH, ["frame": N,] "hands": [{"keypoints": [[x, y, score] x 21], "box": [x0, y0, x1, y1],
@@ -19,12 +23,13 @@ import cv2
 import numpy as np
 
 from .backends import BACKEND_NAMES, BackendError, create_backend
-from .pipeline import FrameResult, HandPipeline, default_model_path, draw_result
+from .localizer import DEFAULT_SCORE_THRESHOLD, HandLocalizer
+from .pipeline import (DEFAULT_LOCALIZER_NAME, FrameResult, HandPipeline, default_model_path,
+                       draw_result)
 
 IMAGE_SUFFIXES = {'.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm'}
 VIDEO_SUFFIXES = {'.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg'}
-NO_LOCALIZER = ('finding hands without --box needs the hand localiser model, which is not '
-                'available yet (issue pending); give the hand\'s box with --box X0,Y0,X1,Y1')
+NO_LOCALIZER = 'finding hands without --box needs a hand localiser model'
 
 
 class CliError(Exception):
@@ -53,7 +58,12 @@ def get_args_parser() -> argparse.ArgumentParser:
                              f'({", ".join(sorted(VIDEO_SUFFIXES))}) files')
     parser.add_argument('--box', type=parse_box, metavar='X0,Y0,X1,Y1',
                         help='the hand\'s box in source pixels, used for every image/frame '
-                             '(skips localisation)')
+                             '(skips the localiser)')
+    parser.add_argument('--localizer', type=Path, default=None,
+                        help=f'hand localiser .onnx / .pt for finding hands without --box '
+                             f'(default: {default_model_path(DEFAULT_LOCALIZER_NAME)})')
+    parser.add_argument('--localizer-threshold', type=float, default=DEFAULT_SCORE_THRESHOLD,
+                        help='hand boxes of the localiser scoring below this are ignored')
     parser.add_argument('--json', action='store_true',
                         help='print one JSON object per image / video frame')
     parser.add_argument('--out', type=Path, metavar='DIR', help='write annotated images here')
@@ -159,8 +169,13 @@ def _describe(path: Path, frame: int | None, result: FrameResult) -> str:
 def run(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
+    localizer_path = None
     if args.box is None:
-        raise CliError(NO_LOCALIZER)
+        localizer_path = args.localizer or default_model_path(DEFAULT_LOCALIZER_NAME)
+        if not localizer_path.is_file():
+            raise CliError(f'{NO_LOCALIZER}: {localizer_path} does not exist; pass --localizer '
+                           f'MODEL.onnx (hand-cpm-train --task localizer, then hand-cpm-export) '
+                           f'or give the hand\'s box with --box X0,Y0,X1,Y1')
     _check_inputs(args.inputs)
     outputs = _plan_outputs(args.inputs, args.out, args.overwrite)
     model = args.model or default_model_path()
@@ -168,7 +183,12 @@ def run(args: argparse.Namespace) -> None:
         backend = create_backend(args.backend, model_path=str(model),
                                  engine_path=None if args.engine is None else str(args.engine),
                                  threads=args.threads, logger=lambda text: None)
-        pipeline = HandPipeline(backend, max_hands=args.max_hands, crop_margin=args.crop_margin,
+        localizer = None if localizer_path is None else HandLocalizer(
+            create_backend('auto', model_path=str(localizer_path), threads=args.threads,
+                           logger=lambda text: None),
+            score_threshold=args.localizer_threshold, max_hands=args.max_hands)
+        pipeline = HandPipeline(backend, localizer=localizer, max_hands=args.max_hands,
+                                crop_margin=args.crop_margin,
                                 keypoint_threshold=args.keypoint_threshold,
                                 hand_threshold=args.hand_threshold)
     except (BackendError, ValueError) as error:
@@ -181,7 +201,8 @@ def run(args: argparse.Namespace) -> None:
         writer = None
         try:
             for frame, seconds, fps, image in _frames(path):
-                result = pipeline.process(image, rois=[args.box], stamp=seconds)
+                result = pipeline.process(image, rois=[] if args.box is None else [args.box],
+                                          stamp=seconds)
                 if result.dropped['roi_outside_image']:
                     raise CliError(f'--box {",".join(f"{v:g}" for v in args.box)} lies outside '
                                    f'{path} ({image.shape[1]}x{image.shape[0]})')

@@ -9,7 +9,9 @@ input size and predicts, on a grid of stride `stride`, CenterNet-style maps:
   channel 5     handedness logit (sigmoid: probability that the hand is a LEFT hand)
 
 `LocalizerCodec` both makes the training targets from boxes and decodes predictions back into
-boxes in source-image pixels, so training and deployment share one definition. Pixel convention
+boxes in source-image pixels, so training and deployment share one definition. `HandLocalizer`
+is the runtime: any camera frame -> letterbox -> backend (ONNX Runtime, TensorRT, torch) ->
+decode -> Detections in that frame's pixels. Pixel convention
 as in geometry.py: pixel centres at integer coordinates; grid cell j's centre lies at input pixel
 j * stride + (stride - 1) / 2.
 """
@@ -19,10 +21,13 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from hand_cpm_ros.backends.base import Backend, normalize_crops
 from hand_cpm_ros.geometry import apply_affine, box_iou_matrix, clip_box, invert_affine
 
 NUM_OUTPUTS = 6
 HEAT, SIZE, OFFSET, SIDE = 0, slice(1, 3), slice(3, 5), 5
+DEFAULT_SCORE_THRESHOLD = 0.4   # the deployed operating point: evaluation reports P/R here
+DEFAULT_MAX_HANDS = 2
 
 
 @dataclass(frozen=True)
@@ -205,3 +210,71 @@ def prepare_frame(image_bgr: np.ndarray, codec: LocalizerCodec) -> tuple[np.ndar
     """Letterbox a BGR frame to the codec's input size: (input image, input -> source affine)."""
     letterboxed, source_to_input = letterbox(image_bgr, codec.input_width, codec.input_height)
     return letterboxed, invert_affine(source_to_input)
+
+
+def as_bgr8(image: np.ndarray) -> np.ndarray:
+    """A camera frame as (H, W, 3) uint8 BGR: gray (H, W) / (H, W, 1) is repeated, BGRA drops
+    alpha, 16-bit images are scaled by their own maximum (a 10- or 12-bit sensor in a 16-bit
+    container stays visible; all-zero stays black). ValueError for anything else."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f'image must be a numpy array, got {type(image).__name__}')
+    if image.size == 0 or image.ndim not in (2, 3) or image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f'image must be a non-empty (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) '
+                         f'array, got shape {image.shape}')
+    if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
+        raise ValueError(f'image must have 1, 3 or 4 channels (gray, BGR, BGRA), got '
+                         f'{image.shape[2]}')
+    if image.dtype == np.uint16:
+        peak = int(image.max())
+        image = np.zeros(image.shape, np.uint8) if peak == 0 else \
+            np.round(image.astype(np.float32) * (255.0 / peak)).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise ValueError(f'image must be 8-bit or 16-bit unsigned, got {image.dtype}; convert '
+                         f'it to uint8 BGR')
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.shape[2] == 1:
+        return np.repeat(image, 3, axis=2)
+    return image[:, :, :3] if image.shape[2] == 4 else image
+
+
+class HandLocalizer:
+    """Finds hand boxes in whole camera frames with a localiser network behind `backend`.
+
+    `score_threshold` is the minimum centre probability of a hand, `max_hands` the most boxes
+    returned (best first), `nms_iou` the overlap above which two boxes are one hand. Satisfies
+    hand_cpm_ros.pipeline.HandLocalizer.
+    """
+
+    def __init__(self, backend: Backend, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+                 max_hands: int = DEFAULT_MAX_HANDS, nms_iou: float = 0.5):
+        info = backend.info
+        if info.task != 'localizer':
+            raise ValueError(f'model {info.variant!r} is a {info.task} model, not a hand localiser; '
+                             f'pass a localiser (hand-cpm-train --task localizer, then '
+                             f'hand-cpm-export)')
+        if info.num_maps != NUM_OUTPUTS:
+            raise ValueError(f'localiser {info.variant!r} gives {info.num_maps} maps, expected '
+                             f'{NUM_OUTPUTS}')
+        if not 0.0 < score_threshold < 1.0:
+            raise ValueError(f'score_threshold must be in (0, 1), got {score_threshold}')
+        if isinstance(max_hands, bool) or not isinstance(max_hands, int) or max_hands < 1:
+            raise ValueError(f'max_hands must be an integer >= 1, got {max_hands!r}')
+        if not 0.0 < nms_iou <= 1.0:
+            raise ValueError(f'nms_iou must be in (0, 1], got {nms_iou}')
+        self.codec = LocalizerCodec.from_dict(info.codec)
+        if (self.codec.input_width, self.codec.input_height, self.codec.stride) != \
+                (info.input_width, info.input_height, info.stride):
+            raise ValueError(f'localiser codec {self.codec.input_width}x{self.codec.input_height}/'
+                             f'{self.codec.stride} does not match the model input '
+                             f'{info.describe_input()}/{info.stride}')
+        self.backend = backend
+        self.score_threshold, self.max_hands, self.nms_iou = score_threshold, max_hands, nms_iou
+
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        """Hands in one frame (BGR, or gray / BGRA / 16-bit, converted), boxes in its pixels."""
+        image = as_bgr8(image_bgr)
+        letterboxed, input_to_source = prepare_frame(image, self.codec)
+        outputs = self.backend.infer(normalize_crops(letterboxed[None], self.backend.info))[0]
+        return self.codec.decode(outputs, input_to_source, (image.shape[1], image.shape[0]),
+                                 self.score_threshold, self.max_hands, self.nms_iou)

@@ -18,8 +18,8 @@ unprocessed counts as dropped) and wakes a worker in its own callback group of a
 executor, so a slow backend never builds a queue and never blocks the parameter services or the
 other subscriptions.
 
-Parameters: backend, model_path, engine_path, localizer_model, threads, compressed_input and
-use_depth are read-only (they build the backend and the subscriptions at start; restart the node to
+Parameters: backend, model_path, engine_path, localizer_model, localizer_threshold, threads,
+compressed_input and use_depth are read-only (they build the backend and the subscriptions at start; restart the node to
 change them). All others can be changed at run time and are validated first.
 """
 from __future__ import annotations
@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -47,8 +48,9 @@ from visualization_msgs.msg import MarkerArray
 
 from .backends import BACKEND_NAMES, BackendError, create_backend
 from .image_conversion import ImageConversionError
+from .localizer import DEFAULT_SCORE_THRESHOLD, HandLocalizer
 from .msg import HandKeypointsArray
-from .pipeline import HandPipeline, default_model_path, draw_result
+from .pipeline import DEFAULT_LOCALIZER_NAME, HandPipeline, default_model_path, draw_result
 from .ros_messages import (bgr_to_image_msg, camera_matrix_from_info, compressed_msg_to_bgr,
                            depth_msg_to_metres, diagnostics_msg, hands_to_markers, hands_to_msg,
                            image_msg_to_bgr, roi_to_box)
@@ -92,8 +94,13 @@ PARAMETERS = {
     'engine_path': ('', dict(
         description='TensorRT engine (hand-cpm-build-engine); empty = none', read_only=True)),
     'localizer_model': ('', dict(
-        description='Hand localiser model for whole frames; empty = disabled (crops come '
-                    'from tracking and the rois topic)', read_only=True)),
+        description='Hand localiser for whole frames (.onnx, .pt, or a TensorRT engine); empty = '
+                    'the shipped models/hand_localizer.onnx when present, else none (crops come '
+                    'from tracking and the rois topic); "none" = disabled',
+        read_only=True)),
+    'localizer_threshold': (DEFAULT_SCORE_THRESHOLD, dict(
+        description='Hand boxes of the localiser scoring below this are ignored',
+        floating_point_range=_float_range(0.01, 0.99), read_only=True)),
     'threads': (0, dict(description='CPU threads of the backend; 0 = its default',
                         integer_range=_int_range(0, 64), read_only=True)),
     'compressed_input': (False, dict(
@@ -214,17 +221,13 @@ class HandCpmNode(Node):
         value = {name: self.get_parameter(name).value for name in PARAMETERS}
 
         model_path = value['model_path'] or str(default_model_path())
-        if value['localizer_model']:
-            raise StartupError(
-                f'localizer_model={value["localizer_model"]!r}: this version has no hand '
-                'localiser runtime yet; leave localizer_model empty and give hand boxes on the '
-                'rois topic')
+        localizer = self._create_localizer(value)
         try:
             backend = create_backend(value['backend'], model_path=model_path,
                                      engine_path=value['engine_path'] or None,
                                      threads=value['threads'] or None,
                                      logger=self.get_logger().info)
-            self.pipeline = HandPipeline(backend, **{
+            self.pipeline = HandPipeline(backend, localizer=localizer, **{
                 field: value[name] for name, field in PIPELINE_PARAMETERS.items()})
         except (BackendError, ValueError) as error:
             raise StartupError(f'{error} (model_path={model_path!r}, '
@@ -270,8 +273,35 @@ class HandCpmNode(Node):
         self.create_timer(1.0, self._publish_diagnostics, callback_group=inputs)
         self.get_logger().info(
             f'ready: {backend.describe()}, model {model_path} ({backend.info.variant}, '
-            f'input {backend.info.input_size}); listening on '
+            f'input {backend.info.input_size}), localiser '
+            f'{"none" if localizer is None else localizer.backend.info.variant}; listening on '
             f'{self.resolve_topic_name("image/compressed" if value["compressed_input"] else "image")}')
+
+    def _create_localizer(self, value: dict) -> HandLocalizer | None:
+        """The hand localiser of parameter localizer_model (see its description), or None."""
+        name = value['localizer_model']
+        if name.lower() == 'none':
+            return None
+        path = Path(name) if name else default_model_path(DEFAULT_LOCALIZER_NAME)
+        if not name and not path.is_file():
+            self.get_logger().info(f'no hand localiser ({path} is not there): crops come from '
+                                   f'tracking and the rois topic')
+            return None
+        if not path.is_file():
+            raise StartupError(f'localizer_model={name!r} does not exist; give an exported '
+                               f'localiser (.onnx / .pt / TensorRT engine) or "none"')
+        is_engine = path.suffix not in ('.onnx', '.pt')
+        try:
+            backend = create_backend('auto', model_path=None if is_engine else str(path),
+                                     engine_path=str(path) if is_engine else None,
+                                     threads=value['threads'] or None,
+                                     logger=self.get_logger().info)
+            # Up to the largest max_hands: the pipeline caps the proposals with the current
+            # max_hands, which may change at run time.
+            return HandLocalizer(backend, score_threshold=value['localizer_threshold'],
+                                 max_hands=8)
+        except (BackendError, ValueError) as error:
+            raise StartupError(f'localizer_model={str(path)!r}: {error}') from error
 
     # ------------------------------------------------------------------ parameters
     def _validate_parameters(self, parameters) -> SetParametersResult:

@@ -134,10 +134,12 @@ class FrameResult:
 
 
 DEFAULT_MODEL_NAME = 'hand_cpm.onnx'
+DEFAULT_LOCALIZER_NAME = 'hand_localizer.onnx'
 
 
-def default_model_path() -> Path:
-    """The model shipped with the package, models/hand_cpm.onnx in the first place that has it:
+def default_model_path(name: str = DEFAULT_MODEL_NAME) -> Path:
+    """A model shipped with the package, models/NAME (the keypoint network hand_cpm.onnx by
+    default, the localiser hand_localizer.onnx) in the first place that has it:
     the ament share directory of hand_cpm_ros, <sys.prefix>/share/hand_cpm_ros (an install into
     a virtual environment) or the source tree. When none has it, the first candidate is returned
     (callers report the missing file)."""
@@ -152,7 +154,7 @@ def default_model_path() -> Path:
     except ImportError:
         pass
     candidates += [Path(sys.prefix) / 'share' / 'hand_cpm_ros', Path(__file__).resolve().parents[1]]
-    paths = [candidate / 'models' / DEFAULT_MODEL_NAME for candidate in candidates]
+    paths = [candidate / 'models' / name for candidate in candidates]
     return next((path for path in paths if path.is_file()), paths[0])
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from hand_cpm_ros.backends.base import BackendError, ModelInfo, normalize_crops
 from hand_cpm_ros.backends.onnxruntime_backend import read_onnx_metadata
+from hand_cpm_ros.localizer import letterbox
 
 SIDECAR_VERSION = 1
 SIDECAR_KEYS = ('sidecar_version', 'tensorrt_version', 'gpu_name', 'compute_capability',
@@ -84,12 +85,16 @@ def cuda_device_properties(device: int = 0) -> tuple[str, str]:
 # TensorRT-free helpers
 # ---------------------------------------------------------------------------------------------
 
-def profile_shapes(input_size: int, max_batch: int) -> dict[str, tuple[int, int, int, int]]:
+def profile_shapes(input_shape: int | tuple[int, int, int], max_batch: int
+                   ) -> dict[str, tuple[int, int, int, int]]:
     """Optimisation profile of the 'image' input: batch 1..max_batch, tuned for min(max_batch, 2)
-    (one or two hands per frame is the common case)."""
+    (one or two hands per frame is the common case). `input_shape` is ModelInfo.input_shape
+    (3, H, W), or the side of a square keypoint input."""
     if max_batch < 1:
         raise ValueError(f'max batch must be >= 1, got {max_batch}')
-    return {kind: (batch, 3, input_size, input_size)
+    if isinstance(input_shape, int):
+        input_shape = (3, input_shape, input_shape)
+    return {kind: (batch, *input_shape)
             for kind, batch in (('min', 1), ('opt', min(max_batch, 2)), ('max', max_batch))}
 
 
@@ -111,21 +116,23 @@ def list_calibration_images(calib_dir: str | os.PathLike) -> list[Path]:
 
 def calibration_batches(images: list[Path], info: ModelInfo, batch_size: int
                         ) -> Iterator[np.ndarray]:
-    """Normalised (batch_size,3,S,S) float32 batches of the images, each resized to the model's
-    input size; a last incomplete batch is dropped (the calibrator's batch size is fixed)."""
+    """Normalised (batch_size,3,H,W) float32 batches of the images as the runtime prepares them:
+    resized to a keypoint model's square input (hand crops), letterboxed into a localiser's input
+    (whole frames). A last incomplete batch is dropped (the calibrator's batch size is fixed)."""
     if batch_size < 1:
         raise ValueError(f'calibration batch size must be >= 1, got {batch_size}')
     if len(images) < batch_size:
         raise ValueError(f'{len(images)} calibration images are fewer than one batch of '
                          f'{batch_size}; add images or lower --calib-batch')
-    size = info.input_size
+    _, height, width = info.input_shape
     for start in range(0, len(images) - batch_size + 1, batch_size):
-        crops = np.empty((batch_size, size, size, 3), np.uint8)
+        crops = np.empty((batch_size, height, width, 3), np.uint8)
         for index, path in enumerate(images[start:start + batch_size]):
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is None:
                 raise ValueError(f'cannot read calibration image {path}')
-            crops[index] = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+            crops[index] = letterbox(image, width, height)[0] if info.task == 'localizer' else \
+                cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
         yield normalize_crops(crops, info)
 
 
@@ -280,11 +287,11 @@ def _progress_monitor(trt):
     return PhasePrinter()
 
 
-def _entropy_calibrator(trt, batches: Iterator[np.ndarray], batch_size: int, input_size: int,
-                        cache_path: Path):
+def _entropy_calibrator(trt, batches: Iterator[np.ndarray], batch_size: int,
+                        input_shape: tuple[int, int, int], cache_path: Path):
     """An IInt8EntropyCalibrator2 that copies each batch into one device buffer."""
     cudart = cuda_runtime()
-    nbytes = batch_size * 3 * input_size * input_size * 4
+    nbytes = batch_size * int(np.prod(input_shape)) * 4
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self):
@@ -341,7 +348,7 @@ def build_engine(args: argparse.Namespace, info: ModelInfo, metadata: dict[str, 
     monitor = _progress_monitor(trt)
     if monitor is not None:
         config.progress_monitor = monitor
-    shapes = profile_shapes(info.input_size, args.max_batch)
+    shapes = profile_shapes(info.input_shape, args.max_batch)
     profile = builder.create_optimization_profile()
     profile.set_shape(input_name, shapes['min'], shapes['opt'], shapes['max'])
     config.add_optimization_profile(profile)
@@ -358,9 +365,9 @@ def build_engine(args: argparse.Namespace, info: ModelInfo, metadata: dict[str, 
         images = list_calibration_images(args.calib_dir)
         calibrator = _entropy_calibrator(
             trt, calibration_batches(images, info, args.calib_batch), args.calib_batch,
-            info.input_size, Path(f'{args.out}.calib'))
+            info.input_shape, Path(f'{args.out}.calib'))
         config.int8_calibrator = calibrator
-        calibration_shape = (args.calib_batch, 3, info.input_size, info.input_size)
+        calibration_shape = (args.calib_batch, *info.input_shape)
         calibration_profile = builder.create_optimization_profile()
         calibration_profile.set_shape(input_name, calibration_shape, calibration_shape,
                                       calibration_shape)
@@ -403,7 +410,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--fp16', action='store_true', help='allow FP16 kernels')
     parser.add_argument('--int8', action='store_true',
                         help='INT8 with entropy calibration over --calib-dir images')
-    parser.add_argument('--calib-dir', help='directory of calibration images (hand crops)')
+    parser.add_argument('--calib-dir', help='directory of calibration images (hand crops for a '
+                        'keypoint model, whole camera frames for a localiser)')
     parser.add_argument('--calib-batch', type=int, default=8, help='calibration batch size')
     parser.add_argument('--max-batch', type=int, default=4,
                         help='largest batch (hands per call) the engine accepts (default 4)')

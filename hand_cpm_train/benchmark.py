@@ -6,6 +6,9 @@ training images/s (forward + backward + AdamW step with cpm_loss, random data) a
 (torch, inference mode). The CPU's floor: a large MatMul in ONNX Runtime gives the peak GFLOP/s,
 and a variant's GFLOPs over that peak is the fastest a crop could possibly run. Weights are
 random (speed does not depend on them).
+
+The hand localiser (loc-lite) is measured per 640x480 camera frame the way the node runs it:
+HandLocalizer.detect = letterbox + normalisation + ONNX Runtime + decode, plus the network alone.
 """
 from __future__ import annotations
 
@@ -24,8 +27,10 @@ from tqdm import tqdm
 
 from hand_cpm_ros.backends import create_backend
 from hand_cpm_ros.codec import HeatmapCodec
+from hand_cpm_ros.localizer import HandLocalizer
 from hand_cpm_train.checkpoint import FORMAT_VERSION, save_checkpoint
 from hand_cpm_train.export import export_onnx
+from hand_cpm_train.localizer_model import LOCALIZER_VARIANTS, build_localizer
 from hand_cpm_train.losses import cpm_loss
 from hand_cpm_train.models import VARIANTS, build_model, count_gflops, get_config
 
@@ -135,7 +140,31 @@ def benchmark_variant(name: str, args, peak: float, directory: Path, progress) -
     return result
 
 
-def markdown(results: list[dict], peak: float, args) -> str:
+def benchmark_localizer(name: str, args, directory: Path, progress) -> dict:
+    """Latency of one 640x480 frame through HandLocalizer.detect (ONNX Runtime) and of the
+    network alone, with random weights."""
+    config = LOCALIZER_VARIANTS[name]
+    path = export_onnx(build_localizer(config).eval(), config, config.codec().to_dict(),
+                       directory / f'{name}.onnx')
+    backend = create_backend('onnxruntime', model_path=str(path), threads=args.threads,
+                             logger=lambda _message: None)
+    localizer = HandLocalizer(backend)
+    frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    network_input = np.random.default_rng(1).standard_normal((1, *backend.info.input_shape),
+                                                             dtype=np.float32)
+    rows = []
+    for what, function in (('detect 640x480 frame', lambda: localizer.detect(frame)),
+                           ('network only', lambda: backend.infer(network_input))):
+        progress.set_description(f'{name} {what}')
+        times = time_runs(function, args.warmup, args.runs, args.time_limit)
+        rows.append({'variant': name, 'what': what, 'backend': backend.describe(),
+                     'runs': len(times), 'median_ms': 1e3 * statistics.median(times),
+                     'p95_ms': 1e3 * percentile(times, 95)})
+        progress.update()
+    return {'variant': name, 'input': backend.info.describe_input(), 'latency': rows}
+
+
+def markdown(results: list[dict], peak: float, args, localizers: list[dict] = ()) -> str:
     lines = [f'CPU: {platform.processor() or platform.machine()}, {args.threads} threads; '
              f'ONNX Runtime MatMul peak {peak:.0f} GFLOP/s; random weights',
              '', '| variant | GFLOPs | backend | batch | runs | median ms | p95 ms | crops/s | '
@@ -146,6 +175,12 @@ def markdown(results: list[dict], peak: float, args) -> str:
                          f'{row["batch"]} | {row["runs"]} | {row["median_ms"]:.1f} | '
                          f'{row["p95_ms"]:.1f} | {row["crops_per_s"]:.1f} | '
                          f'{row["floor_ms"]:.1f} | {100 * row["efficiency"]:.0f}% |')
+    if localizers:
+        lines += ['', '| localiser | input | measured | backend | runs | median ms | p95 ms |',
+                  '|---|---|---|---|---:|---:|---:|']
+        lines += [f'| {row["variant"]} | {result["input"]} | {row["what"]} | {row["backend"]} | '
+                  f'{row["runs"]} | {row["median_ms"]:.2f} | {row["p95_ms"]:.2f} |'
+                  for result in localizers for row in result['latency']]
     if not args.skip_train:
         lines += ['', f'| variant | train images/s (batch {args.train_batch}, torch) | '
                       f'eval crops/s (batch {args.train_batch}, torch) |', '|---|---:|---:|']
@@ -158,8 +193,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='hand-cpm-benchmark',
         description='Latency, throughput and training speed of the CPM variants on this CPU.')
-    parser.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=list(VARIANTS),
-                        help='variants to measure (default: all)')
+    parser.add_argument('--variants', nargs='*', default=list(VARIANTS), choices=list(VARIANTS),
+                        help='variants to measure (default: all; none with an empty list)')
     parser.add_argument('--backends', nargs='+', default=list(BACKENDS), choices=BACKENDS,
                         help='backends to measure (default: all available here)')
     parser.add_argument('--batches', nargs='+', type=int, default=[1, 2, 4],
@@ -173,6 +208,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--train-batch', type=int, default=8, help='training batch size')
     parser.add_argument('--train-steps', type=int, default=5, help='timed training steps')
     parser.add_argument('--skip-train', action='store_true', help='only measure inference')
+    parser.add_argument('--localizers', nargs='*', default=list(LOCALIZER_VARIANTS),
+                        choices=list(LOCALIZER_VARIANTS),
+                        help='hand localisers to measure per 640x480 frame (ONNX Runtime); '
+                             'none with an empty list')
     parser.add_argument('--json', help='also write the results to this JSON file')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing --json file')
     return parser
@@ -192,16 +231,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(args.threads)
     peak = measure_peak_gflops(args.threads)
-    steps = len(args.variants) * (len(args.backends) * len(args.batches) + (not args.skip_train))
+    steps = len(args.variants) * (len(args.backends) * len(args.batches) + (not args.skip_train)) \
+        + 2 * len(args.localizers)
     results = []
     with tempfile.TemporaryDirectory(prefix='hand-cpm-benchmark-') as directory, \
             tqdm(total=steps, unit='measurement') as progress:
         for name in args.variants:
             results.append(benchmark_variant(name, args, peak, Path(directory), progress))
-    print(markdown(results, peak, args))
+        localizers = [benchmark_localizer(name, args, Path(directory), progress)
+                      for name in args.localizers]
+    print(markdown(results, peak, args, localizers))
     if args.json:
         Path(args.json).write_text(json.dumps({'peak_gflops': peak, 'threads': args.threads,
-                                               'results': results}, indent=2) + '\n')
+                                               'results': results, 'localizers': localizers},
+                                              indent=2) + '\n')
     return 0
 
 

@@ -2,8 +2,10 @@
 rebuild, and the metadata a runtime needs (shared by ONNX export and the torch backend).
 
 A checkpoint is a dict: 'format_version' (1), 'model' (state_dict), 'model_config'
-(ModelConfig.to_dict()), 'codec' (HeatmapCodec.to_dict()), optionally 'optimizer', 'scheduler',
-'scaler', 'epoch', 'step', 'best_metric', 'train_config', 'history'.
+(ModelConfig.to_dict(), or LocalizerConfig.to_dict() for a localiser), 'codec'
+(HeatmapCodec.to_dict() / LocalizerCodec.to_dict()), optionally 'task' ('keypoints' when absent,
+or 'localizer'), 'optimizer', 'scheduler', 'scaler', 'epoch', 'step', 'best_metric',
+'train_config', 'history'.
 """
 from __future__ import annotations
 
@@ -16,10 +18,13 @@ import torch
 from torch import nn
 
 from hand_cpm_ros.keypoints import KEYPOINT_NAMES
+from hand_cpm_ros.localizer import NUM_OUTPUTS
+from hand_cpm_train.localizer_model import LocalizerConfig, build_localizer
 from hand_cpm_train.models import ModelConfig, build_model
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ('format_version', 'model', 'model_config', 'codec')
+TASKS = {'keypoints': (ModelConfig, build_model), 'localizer': (LocalizerConfig, build_localizer)}
 
 
 class CheckpointError(ValueError):
@@ -71,18 +76,28 @@ def load_checkpoint(path: str | os.PathLike, map_location='cpu') -> dict:
     if state['format_version'] != FORMAT_VERSION:
         raise CheckpointError(f'{path} has checkpoint format_version {state["format_version"]!r}; '
                               f'this version reads {FORMAT_VERSION}')
+    if checkpoint_task(state) not in TASKS:
+        raise CheckpointError(f'{path} has task {state["task"]!r}; this version reads '
+                              f'{", ".join(TASKS)}')
     return state
 
 
+def checkpoint_task(state: dict) -> str:
+    """'keypoints' or 'localizer': what the checkpoint's network does."""
+    return state.get('task', 'keypoints')
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = 'cpu'
-               ) -> tuple[nn.Module, ModelConfig, dict]:
-    """(model in eval mode on `device`, its ModelConfig, its codec dict) from a checkpoint."""
+               ) -> tuple[nn.Module, ModelConfig | LocalizerConfig, dict]:
+    """(model in eval mode on `device`, its config (ModelConfig, or LocalizerConfig for a
+    localiser), its codec dict) from a checkpoint."""
     state = load_checkpoint(path)
+    config_class, build = TASKS[checkpoint_task(state)]
     try:
-        config = ModelConfig.from_dict(state['model_config'])
+        config = config_class.from_dict(state['model_config'])
     except (TypeError, ValueError) as error:
         raise CheckpointError(f'{path} has an invalid model_config: {error}') from error
-    model = build_model(config)
+    model = build(config)
     try:
         model.load_state_dict(state['model'])
     except RuntimeError as error:
@@ -91,19 +106,25 @@ def load_model(path: str | os.PathLike, device: str | torch.device = 'cpu'
     return model.to(device).eval(), config, dict(state['codec'])
 
 
-def runtime_metadata(config: ModelConfig, codec: dict) -> dict[str, str]:
+def runtime_metadata(config: ModelConfig | LocalizerConfig, codec: dict) -> dict[str, str]:
     """String key/values that tell a runtime everything about a model: stored as ONNX
-    metadata_props and in TensorRT sidecars, parsed by hand_cpm_ros.backends.ModelInfo."""
+    metadata_props and in TensorRT sidecars, parsed by hand_cpm_ros.backends.ModelInfo.
+    Keypoint models keep the original keys (no 'task'); localisers add task='localizer' and a
+    non-square input_width x input_height."""
+    if isinstance(config, LocalizerConfig):
+        task_keys = {'task': 'localizer', 'input_width': str(config.input_width),
+                     'input_height': str(config.input_height), 'num_maps': str(NUM_OUTPUTS)}
+    else:
+        task_keys = {'input_size': str(config.input_size), 'num_maps': str(config.num_maps),
+                     'keypoint_names': json.dumps(list(KEYPOINT_NAMES))}
     return {
         'format_version': str(FORMAT_VERSION),
         'variant': config.name,
-        'input_size': str(config.input_size),
+        **task_keys,
         'stride': str(config.stride),
-        'num_maps': str(config.num_maps),
         'mean': json.dumps(list(config.mean)),
         'std': json.dumps(list(config.std)),
         'channel_order': 'bgr',
-        'keypoint_names': json.dumps(list(KEYPOINT_NAMES)),
         'codec': json.dumps(codec, sort_keys=True),
         'model_config': json.dumps(config.to_dict(), sort_keys=True),
     }

@@ -1,13 +1,15 @@
 """One training epoch and one evaluation pass, shared by hand-cpm-train and hand-cpm-eval.
 
-`train_one_epoch` supervises every stage (stage 1 included) with cpm_loss and stops on a
+`train_one_epoch` optimises a task's batch loss (`cpm_batch_loss`: every CPM stage, stage 1
+included; `localizer_batch_loss`: the localiser's focal / L1 / BCE terms) and stops on a
 non-finite loss before the optimizer touches the weights. `evaluate` runs any predictor (a torch
 model, an ONNX Runtime session) over a crop loader, decodes with the one codec into SOURCE-image
-pixels and keeps everything the metrics need.
+pixels and keeps everything the metrics need; `evaluate_localizer` does the same for whole frames
+and hand boxes (precision / recall at IoU 0.5 and AP).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +18,12 @@ from torch import nn
 from tqdm import tqdm
 
 from hand_cpm_ros import metrics
+from hand_cpm_ros.backends import ModelInfo, normalize_crops
 from hand_cpm_ros.codec import HeatmapCodec
+from hand_cpm_ros.localizer import LocalizerCodec, prepare_frame
+from hand_cpm_train.data import read_image
+from hand_cpm_train.localizer_data import FrameRecord
+from hand_cpm_train.localizer_model import localizer_loss
 from hand_cpm_train.losses import cpm_loss
 
 PCK_THRESHOLDS = np.linspace(0.0, 0.5, 51)   # the AUC range of metrics.summary
@@ -26,26 +33,47 @@ class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or inf; the step's update was not applied."""
 
 
+BatchLoss = Callable[[nn.Module, dict, torch.device, bool], dict[str, torch.Tensor]]
+
+
+def cpm_batch_loss(model: nn.Module, batch: dict, device: torch.device,
+                   amp: bool) -> dict[str, torch.Tensor]:
+    """cpm_loss of a crop batch: every stage's maps against the targets ('stage1'.., 'total')."""
+    images = batch['image'].to(device, non_blocking=True)
+    targets = batch['targets'].to(device, non_blocking=True)
+    weights = batch['weights'].to(device, non_blocking=True)
+    with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+        stage_maps = model(images)
+    return cpm_loss([maps.float() for maps in stage_maps], targets, weights)
+
+
+def localizer_batch_loss(model: nn.Module, batch: dict, device: torch.device,
+                         amp: bool) -> dict[str, torch.Tensor]:
+    """localizer_loss of a frame batch ('heat', 'size', 'offset', 'side', 'total')."""
+    images = batch['image'].to(device, non_blocking=True)
+    targets = {key: value.to(device, non_blocking=True) for key, value in batch.items()
+               if key != 'image'}
+    with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+        outputs = model(images)
+    return localizer_loss(outputs.float(), targets)
+
+
 def train_one_epoch(model: nn.Module, loader: Iterable[dict], optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler,
                     device: torch.device, *, epoch: int, step: int, max_steps: int | None = None,
                     amp: bool = False, on_step: Callable[[int, dict[str, float], float], None] | None = None,
-                    progress: bool = True) -> int:
-    """Train over `loader` (model in train mode returns every stage's maps) and return the new
-    global step. Stops early at `max_steps`. `on_step(step, losses, lr)` runs after each update
-    (logging, periodic checkpoints). Raises NonFiniteLossError on a NaN/inf loss."""
+                    progress: bool = True, batch_loss: BatchLoss = cpm_batch_loss) -> int:
+    """Train over `loader` with `batch_loss` (default: a CPM, whose train-mode forward returns
+    every stage's maps) and return the new global step. Stops early at `max_steps`.
+    `on_step(step, losses, lr)` runs after each update (logging, periodic checkpoints). Raises
+    NonFiniteLossError on a NaN/inf loss."""
     model.train()
     running: dict[str, float] = {}
     bar = tqdm(loader, desc=f'epoch {epoch}', disable=not progress, dynamic_ncols=True, leave=False)
     for count, batch in enumerate(bar, start=1):
         if max_steps is not None and step >= max_steps:
             break
-        images = batch['image'].to(device, non_blocking=True)
-        targets = batch['targets'].to(device, non_blocking=True)
-        weights = batch['weights'].to(device, non_blocking=True)
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-            stage_maps = model(images)
-        losses = cpm_loss([maps.float() for maps in stage_maps], targets, weights)
+        losses = batch_loss(model, batch, device, amp)
         values = {name: float(value.detach()) for name, value in losses.items()}
         if not np.isfinite(values['total']):
             raise NonFiniteLossError(
@@ -132,3 +160,53 @@ def evaluate(predict: Callable[[torch.Tensor], list[np.ndarray]], loader: Iterab
     return Predictions(keypoints=np.stack([np.concatenate(k) for k in stage_keypoints]),
                        scores=np.stack([np.concatenate(s) for s in stage_scores]),
                        ground_truth=np.concatenate(truth), visible=np.concatenate(visible))
+
+
+def torch_localizer_predictor(model: nn.Module, device: torch.device
+                              ) -> Callable[[np.ndarray], np.ndarray]:
+    """A predictor for `evaluate_localizer`: normalised frames (N, 3, H, W) -> (N, 6, h, w).
+    Puts the model in eval mode."""
+    model.eval()
+
+    @torch.no_grad()
+    def predict(frames: np.ndarray) -> np.ndarray:
+        return model(torch.from_numpy(frames).to(device)).float().cpu().numpy()
+
+    return predict
+
+
+def evaluate_localizer(predict: Callable[[np.ndarray], np.ndarray], records: Sequence[FrameRecord],
+                       codec: LocalizerCodec, model_info: ModelInfo, score_threshold: float,
+                       max_hands: int = 2, iou_threshold: float = 0.5, batch_size: int = 8,
+                       progress: bool = False) -> dict:
+    """Hand boxes of every frame the way the runtime finds them (letterbox, `predict`, decode into
+    source pixels, at most `max_hands`), matched to the ground truth at `iou_threshold`.
+
+    Returns plain numbers: n (frames), hands (ground-truth boxes), precision and recall at
+    `score_threshold`, ap (VOC all-point AP over detections down to score 0.05), empty_frames
+    (frames without hands) and false_alarm_frames (of those, how many got a box at
+    `score_threshold`), score_threshold and iou.
+    """
+    if not records:
+        raise ValueError('evaluate_localizer got no frames')
+    boxes, scores, truth = [], [], []
+    for start in tqdm(range(0, len(records), batch_size), desc='evaluate', disable=not progress,
+                      dynamic_ncols=True, leave=False):
+        chunk = records[start:start + batch_size]
+        images = [read_image(record.image_path) for record in chunk]
+        prepared = [prepare_frame(image, codec) for image in images]
+        outputs = predict(normalize_crops(np.stack([frame for frame, _ in prepared]), model_info))
+        for image, (_, input_to_source), maps, record in zip(images, prepared, outputs, chunk):
+            found = codec.decode(maps, input_to_source, (image.shape[1], image.shape[0]),
+                                 score_threshold=0.05, max_hands=max_hands)
+            boxes.append(np.array([d.box for d in found], np.float64).reshape(-1, 4))
+            scores.append(np.array([d.score for d in found], np.float64))
+            truth.append(record.boxes)
+    precision, recall = metrics.detection_pr(boxes, scores, truth, iou_threshold, score_threshold)
+    empty = [index for index, gt in enumerate(truth) if len(gt) == 0]
+    return {'n': len(records), 'hands': int(sum(len(gt) for gt in truth)),
+            'precision': precision, 'recall': recall,
+            'ap': metrics.average_precision(boxes, scores, truth, iou_threshold),
+            'empty_frames': len(empty),
+            'false_alarm_frames': sum(bool(np.any(scores[i] >= score_threshold)) for i in empty),
+            'score_threshold': score_threshold, 'iou': iou_threshold}

@@ -8,6 +8,13 @@ codec decodes the maps into SOURCE-image pixels. Reported: metrics.summary (PCK 
 longer side of the hand's keypoint box, AUC over thresholds 0..0.5, EPE in pixels), per keypoint,
 and for checkpoints per stage. Localisation errors of a detector are not part of these numbers.
 
+A localiser model (hand-cpm-train --task localizer; the task is read from the checkpoint or the
+ONNX metadata) is evaluated on whole frames (hand-cpm-synth --scene frame) the way the runtime
+runs it: letterbox, network, decode into source pixels. Reported: precision and recall of the
+boxes at IoU 0.5 at the deployed --score-threshold, AP (VOC all-point) and how many hand-free
+frames got a false box; --json ends with {"task": "localizer", "n", "hands", "precision",
+"recall", "ap", ...}.
+
 A checkpoint remembers its training data: evaluating on a training directory is refused, except
 when that run held out a group split of it, in which case only that held-out split is evaluated.
 """
@@ -21,16 +28,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hand_cpm_ros.backends import BackendError, ModelInfo
+from hand_cpm_ros.backends.onnxruntime_backend import read_onnx_metadata
 from hand_cpm_ros.codec import HeatmapCodec
 from hand_cpm_ros.keypoints import KEYPOINT_NAMES
+from hand_cpm_ros.localizer import DEFAULT_MAX_HANDS, DEFAULT_SCORE_THRESHOLD, LocalizerCodec
 from hand_cpm_train import data, engine, plots
-from hand_cpm_train.checkpoint import CheckpointError, load_checkpoint, load_model
+from hand_cpm_train.checkpoint import CheckpointError, checkpoint_task, load_checkpoint, load_model
+from hand_cpm_train.localizer_data import load_frame_records, split_frames
 from hand_cpm_train.train import resolve_device
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog='hand-cpm-eval', description='Evaluate hand keypoints (PCK, AUC, EPE) on held-out data.')
+        prog='hand-cpm-eval', description='Evaluate hand keypoints (PCK, AUC, EPE) or, for a '
+        'localiser model, hand boxes (precision, recall, AP at IoU 0.5) on held-out data.')
     parser.add_argument('--model', required=True, help='checkpoint (.pt) or ONNX model (.onnx)')
     parser.add_argument('--data', required=True, nargs='+', help='held-out data directories')
     parser.add_argument('--format', choices=data.FORMATS, help='data format (default: detect)')
@@ -41,6 +53,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='crop by all in-image keypoints, hidden ones too (renders); default: '
                              'as the checkpoint was trained')
     parser.add_argument('--per-stage', action='store_true', help='metrics of every stage (checkpoints)')
+    parser.add_argument('--score-threshold', type=float, default=DEFAULT_SCORE_THRESHOLD,
+                        help='localizer: the deployed hand score threshold for precision / recall')
+    parser.add_argument('--max-hands', type=int, default=DEFAULT_MAX_HANDS,
+                        help='localizer: at most this many boxes per frame, as the node')
     parser.add_argument('--batch-size', type=int, default=16)
     parser.add_argument('--workers', type=int, default=2, help='data loader processes')
     parser.add_argument('--device', default='auto', help="checkpoints: 'auto', 'cpu', 'cuda'")
@@ -54,25 +70,28 @@ def _related(a: Path, b: Path) -> bool:
     return a == b or a in b.parents or b in a.parents
 
 
-def held_out_records(roots: list[str], data_format: str | None, train_config: dict | None
-                     ) -> tuple[list[data.HandRecord], list[str]]:
+def held_out_records(roots: list[str], data_format: str | None, train_config: dict | None,
+                     load=None, split=data.split_by_group) -> tuple[list, list[str]]:
     """(records to evaluate, notes). Refuses directories the model was trained on; of a training
-    directory split by group, keeps only the held-out part."""
+    directory split by group, keeps only the held-out part. `load(root)` reads a directory
+    (default: keypoint records of `data_format`), `split` is the trainer's hold-out split."""
+    load = load or (lambda root: data.load_records(root, data_format))
     notes, records = [], []
     train_dirs = [Path(p).resolve() for p in (train_config or {}).get('data') or []]
     for root in roots:
-        found = data.load_records(root, data_format)
+        found = load(root)
         trained_on = [d for d in train_dirs if _related(Path(root).resolve(), d)]
         if trained_on and train_config.get('val_data'):
             raise ValueError(f'{root} was used for training (with --data {trained_on[0]}); '
                              f'evaluate on a held-out directory')
         if trained_on:
-            _, found = data.split_by_group(found, train_config['val_fraction'])
+            _, found = split(found, train_config['val_fraction'])
             if not found:
                 raise ValueError(f'{root} was used for training and its held-out split is empty; '
                                  f'evaluate on a held-out directory')
             notes.append(f'{root} was a training directory: evaluating only its held-out group '
-                         f'split ({len(found)} hands, val_fraction {train_config["val_fraction"]})')
+                         f'split ({len(found)} samples, val_fraction '
+                         f'{train_config["val_fraction"]})')
         records += found
     if train_config is None:
         notes.append('an ONNX model carries no training config: make sure --data was held out')
@@ -100,6 +119,62 @@ def load_predictor(path: Path, device_name: str, all_stages: bool, threads: int 
 
         return predict, HeatmapCodec.from_dict(backend.info.codec), backend.info, None
     raise ValueError(f'--model must be a .pt checkpoint or an .onnx model, got {path}')
+
+
+def model_task(path: Path) -> str:
+    """'keypoints' or 'localizer', from a checkpoint or an ONNX model's metadata."""
+    if path.suffix == '.pt':
+        return checkpoint_task(load_checkpoint(path))
+    if path.suffix == '.onnx':
+        return ModelInfo.from_metadata(read_onnx_metadata(path)).task
+    raise ValueError(f'--model must be a .pt checkpoint or an .onnx model, got {path}')
+
+
+def load_localizer_predictor(path: Path, device_name: str, threads: int | None):
+    """(predict(frames) -> maps, LocalizerCodec, ModelInfo, train_config or None) of a localiser."""
+    if path.suffix == '.pt':
+        model, model_config, codec_dict = load_model(path, resolve_device(device_name))
+        codec = LocalizerCodec.from_dict(codec_dict)
+        predict = engine.torch_localizer_predictor(model, next(model.parameters()).device)
+        return (predict, codec, data.model_info_for(model_config, codec),
+                load_checkpoint(path).get('train_config') or {})
+    from hand_cpm_ros.backends import create_backend
+    backend = create_backend('onnxruntime', model_path=str(path), threads=threads,
+                             logger=lambda _message: None)
+    return backend.infer, LocalizerCodec.from_dict(backend.info.codec), backend.info, None
+
+
+def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
+    """hand-cpm-eval for a localiser: box precision / recall / AP on held-out frames."""
+    try:
+        if args.per_stage or args.plot:
+            raise ValueError('--per-stage and --plot are for keypoint models; this is a hand '
+                             'localiser')
+        if not 0.0 < args.score_threshold < 1.0 or args.max_hands < 1:
+            raise ValueError('--score-threshold must be in (0, 1) and --max-hands >= 1')
+        predict, codec, model_info, train_config = load_localizer_predictor(
+            model_path, args.device, args.threads)
+        records, notes = held_out_records(args.data, None, train_config, load_frame_records,
+                                          split_frames)
+    except (ValueError, CheckpointError, BackendError) as error:
+        print(f'hand-cpm-eval: error: {error}', file=sys.stderr)
+        return 2
+    for note in notes:
+        print(f'note: {note}', file=sys.stderr)
+    result = engine.evaluate_localizer(predict, records, codec, model_info, args.score_threshold,
+                                       args.max_hands, batch_size=args.batch_size,
+                                       progress=args.progress)
+    result = {'task': 'localizer', **result, 'max_hands': args.max_hands,
+              'model': str(model_path), 'data': args.data}
+    print(f'{result["n"]} frames with {result["hands"]} hands from {", ".join(args.data)}; '
+          f'boxes matched at IoU {result["iou"]}')
+    print(f'| score threshold | precision | recall | AP | hand-free frames with a box |\n'
+          f'|---:|---:|---:|---:|---:|\n'
+          f'| {args.score_threshold:.2f} | {result["precision"]:.4f} | {result["recall"]:.4f} | '
+          f'{result["ap"]:.4f} | {result["false_alarm_frames"]} of {result["empty_frames"]} |')
+    if args.json:
+        print(json.dumps(result))
+    return 0
 
 
 def report(predictions: engine.Predictions, stage_names: list[str]) -> dict:
@@ -138,10 +213,12 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError('--batch-size must be >= 1 and --workers >= 0')
         if args.plot and Path(args.plot).exists() and not args.overwrite:
             raise ValueError(f'--plot {args.plot} exists; pass --overwrite to replace it')
+        if model_task(model_path) == 'localizer':
+            return evaluate_localizer_model(args, model_path)
         predict, codec, model_info, train_config = load_predictor(
             model_path, args.device, args.per_stage, args.threads)
         records, notes = held_out_records(args.data, args.format, train_config)
-    except (ValueError, CheckpointError) as error:
+    except (ValueError, CheckpointError, BackendError) as error:
         print(f'hand-cpm-eval: error: {error}', file=sys.stderr)
         return 2
     for note in notes:

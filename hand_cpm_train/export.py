@@ -6,6 +6,10 @@ dynamic batch axis. It is produced by torch's dynamo exporter (`torch.onnx.expor
 the default of torch >= 2.9, via onnxscript), which gives a clean Conv/Relu/Add/Concat graph
 and a symbolic batch dimension. Everything a runtime needs (variant, sizes, normalisation,
 keypoint names, codec, the model config) is stored in the model's metadata_props.
+
+A localiser checkpoint (hand-cpm-train --task localizer) exports the same way, with input 'image'
+(N,3,H,W) (the letterboxed frame, 256x320 for loc-lite) and output 'localizer_maps'
+(N,6,H/4,W/4); its metadata says task=localizer.
 """
 from __future__ import annotations
 
@@ -21,23 +25,36 @@ import torch
 from torch import nn
 
 from hand_cpm_train.checkpoint import CheckpointError, load_model, runtime_metadata
+from hand_cpm_train.localizer_model import LocalizerConfig
 from hand_cpm_train.models import ModelConfig, fuse_batchnorm
 
 DEFAULT_OPSET = 18
 INPUT_NAME = 'image'
 OUTPUT_NAME = 'belief_maps'
+LOCALIZER_OUTPUT_NAME = 'localizer_maps'
 
 
-def export_onnx(model: nn.Module, config: ModelConfig, codec_dict: dict, path: str | os.PathLike,
-                opset: int = DEFAULT_OPSET) -> Path:
-    """Write `model` (last stage, BN folded, dynamic batch) with runtime metadata to `path`
-    (atomically, replacing any file there) and return the path; the graph passes
-    onnx.checker."""
+def _graph_spec(config: ModelConfig | LocalizerConfig) -> tuple[tuple[int, int], str, str]:
+    """((input height, width), output name, doc string) of a model's ONNX graph."""
+    if isinstance(config, LocalizerConfig):
+        return ((config.input_height, config.input_width), LOCALIZER_OUTPUT_NAME,
+                f'hand_cpm {config.name}: letterboxed normalised BGR frames -> hand centre / size '
+                f'/ offset / handedness maps')
+    return ((config.input_size, config.input_size), OUTPUT_NAME,
+            f'hand_cpm {config.name}: normalised BGR crops -> CPM belief maps')
+
+
+def export_onnx(model: nn.Module, config: ModelConfig | LocalizerConfig, codec_dict: dict,
+                path: str | os.PathLike, opset: int = DEFAULT_OPSET) -> Path:
+    """Write `model` (a CPM's last stage, or a localiser; BN folded, dynamic batch) with runtime
+    metadata to `path` (atomically, replacing any file there) and return the path; the graph
+    passes onnx.checker."""
     import onnx
 
     path = Path(path)
     inference_model = fuse_batchnorm(model).cpu()
-    example = torch.zeros(2, 3, config.input_size, config.input_size)
+    (height, width), output_name, doc = _graph_spec(config)
+    example = torch.zeros(2, 3, height, width)
     batch = torch.export.Dim('batch', min=1, max=4096)
     onnx_logger = logging.getLogger('torch.onnx')  # silence its torchvision-missing notes
     previous_level = onnx_logger.level
@@ -47,12 +64,12 @@ def export_onnx(model: nn.Module, config: ModelConfig, codec_dict: dict, path: s
             warnings.simplefilter('ignore', FutureWarning)  # torch.export internals, not ours
             program = torch.onnx.export(inference_model, (example,), dynamo=True, verbose=False,
                                         opset_version=opset, input_names=[INPUT_NAME],
-                                        output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch},),
+                                        output_names=[output_name], dynamic_shapes=({0: batch},),
                                         optimize=True)
     finally:
         onnx_logger.setLevel(previous_level)
     proto = program.model_proto
-    proto.doc_string = f'hand_cpm {config.name}: normalised BGR crops -> CPM belief maps'
+    proto.doc_string = doc
     onnx.helper.set_model_props(proto, runtime_metadata(config, codec_dict))
     onnx.checker.check_model(proto)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f'hand-cpm-export: {error}', file=sys.stderr)
         return 2
     export_onnx(model, config, codec, out, args.opset)
-    print(f'wrote {out} ({config.name}, input {config.input_size}, opset {args.opset}, '
+    (height, width), _, _ = _graph_spec(config)
+    print(f'wrote {out} ({config.name}, input {width}x{height}, opset {args.opset}, '
           f'{out.stat().st_size / 1e6:.1f} MB)')
     return 0
 

@@ -21,7 +21,7 @@ from hand_cpm_ros.backends.base import ModelInfo, normalize_crops
 from hand_cpm_ros.geometry import apply_affine
 from hand_cpm_ros.localizer import LocalizerCodec, letterbox
 from hand_cpm_train.augment import AugmentConfig, photometric
-from hand_cpm_train.data import _annotation_files, _image_beside, _read_json, read_image
+from hand_cpm_train.data import _annotation_files, _image_beside, _read_json, group_fraction, read_image
 
 MIN_KEPT_AREA = 0.3   # a box cut by the zoom keeps its label if this much of it stays in view
 
@@ -53,6 +53,18 @@ def load_frame_records(root: str | Path) -> list[FrameRecord]:
     if not records:
         raise ValueError(f'{root} holds no frame annotations (NAME.json with a "hands" list)')
     return records
+
+
+def split_frames(records: list[FrameRecord], val_fraction: float
+                 ) -> tuple[list[FrameRecord], list[FrameRecord]]:
+    """(train, val): each frame goes to one side by the hash of its file name (deterministic, the
+    same split in hand-cpm-train and hand-cpm-eval)."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f'val_fraction must be in (0, 1), got {val_fraction}')
+    train, val = [], []
+    for record in records:
+        (val if group_fraction(record.image_path.name) < val_fraction else train).append(record)
+    return train, val
 
 
 def _transform_boxes(affine: np.ndarray, boxes: np.ndarray) -> np.ndarray:

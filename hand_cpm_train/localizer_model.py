@@ -63,6 +63,16 @@ class LocalizerConfig:
         return cls(**data)
 
 
+LOCALIZER_VARIANTS = {'loc-lite': LocalizerConfig()}
+
+
+def get_localizer_config(name: str, **overrides) -> LocalizerConfig:
+    """The named localiser variant with field overrides (e.g. input_width, input_height)."""
+    if name not in LOCALIZER_VARIANTS:
+        raise ValueError(f'unknown localiser variant {name!r}; valid: {sorted(LOCALIZER_VARIANTS)}')
+    return LocalizerConfig.from_dict({**LOCALIZER_VARIANTS[name].to_dict(), **overrides})
+
+
 # (expand, out channels, repeats, stride) per level; levels end at strides 2, 4, 8, 16, 32.
 _LEVELS = ((1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 2, 2), (4, 64, 3, 2), (4, 96, 2, 2))
 
@@ -106,8 +116,11 @@ class HandLocalizerNet(nn.Module):
         nn.init.normal_(out.weight, 0.0, 0.01)
         # Start the centre map at p = 0.01 everywhere (CenterNet's prior), so the focal loss is not
         # swamped by confident false positives in the first steps.
+        # The size maps start at a typical hand (a fifth of the input height, the geometric mean
+        # of 5%..80%) instead of one cell, so the L1 on log sizes starts near its optimum.
         with torch.no_grad():
             out.bias[HEAT] = -math.log(99.0)
+            out.bias[SIZE] = math.log(0.2 * self.config.input_height / self.config.stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = []

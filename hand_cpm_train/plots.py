@@ -25,20 +25,21 @@ def _save(figure, path: str | Path) -> None:
 
 
 def plot_losses(history: Sequence[dict], path: str | Path) -> None:
-    """Loss of every stage and the total over steps, log scale, from the trainer's 'train' rows."""
+    """Every loss term (each CPM stage, or the localiser's heat / size / offset / side) and the
+    total over steps, log scale, from the trainer's 'train' rows."""
     rows = [row for row in history if row.get('kind') == 'train']
     if not rows:
         raise ValueError('no training rows in the history to plot')
     steps = [row['step'] for row in rows]
     figure, axis = plt.subplots(figsize=(8, 4.5))
-    stages = sorted((key for key in rows[0] if key.startswith('loss_stage')),
-                    key=lambda key: int(key.removeprefix('loss_stage')))
-    for key in stages + ['loss_total']:
+    terms = [key for key in rows[0] if key.startswith('loss_') and key != 'loss_total'
+             and rows[0][key] not in (None, '')]
+    for key in terms + ['loss_total']:
         axis.plot(steps, [row[key] for row in rows], label=key.removeprefix('loss_'),
                   linewidth=2.0 if key == 'loss_total' else 1.0)
     axis.set_yscale('log')
     axis.set_xlabel('step')
-    axis.set_ylabel('loss (sum of squared map errors per crop)')
+    axis.set_ylabel('loss')
     axis.grid(True, which='both', alpha=0.3)
     axis.legend(ncol=2, fontsize='small')
     _save(figure, path)

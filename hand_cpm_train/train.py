@@ -1,12 +1,17 @@
-"""hand-cpm-train: train a CPM hand keypoint network on CMU-format or rendered data.
+"""hand-cpm-train: train a CPM hand keypoint network on CMU-format or rendered data, or (with
+--task localizer) the whole-frame hand localiser on rendered frame scenes.
 
     hand-cpm-train --config hand_cpm_train/configs/cpm_lite_synth.yaml --data synth/ --out runs/a
+    hand-cpm-train --config hand_cpm_train/configs/loc_lite_synth.yaml --data frames/ --out runs/l
     torchrun --nproc_per_node=4 -m hand_cpm_train.train --config ... (DistributedDataParallel)
 
 Arguments come from the command line or `--config FILE` (YAML or JSON whose keys are argument
 names); the command line wins. The run directory gets config.json (the resolved config),
 log.csv, TensorBoard events (tb/), last.pt (every epoch and every --save-every-steps steps),
-best.pt (best validation PCK@0.2), loss.png, pck.png and belief_maps_epochNNN.png.
+best.pt (best validation PCK@0.2), loss.png, pck.png and belief_maps_epochNNN.png; a localiser
+run writes the same minus the PCK and belief-map figures, with best.pt by validation AP (boxes at
+IoU 0.5). The two tasks share this loop, logging, checkpoints, resume and DDP; a TaskSetup holds
+what differs (model, data, loss, validation).
 `--resume` continues a run from RUN_DIR/last.pt with its saved config: same samples, same order.
 """
 from __future__ import annotations
@@ -19,26 +24,36 @@ import os
 import random
 import shutil
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
 from torch import nn
+from torch.utils.data import Dataset
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from hand_cpm_ros.codec import HeatmapCodec
+from hand_cpm_ros.localizer import DEFAULT_SCORE_THRESHOLD, LocalizerCodec
 from hand_cpm_train import data, engine, plots
 from hand_cpm_train.augment import AugmentConfig
 from hand_cpm_train.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
-from hand_cpm_train.models import DEFAULT_VARIANT, VARIANTS, build_model, get_config
+from hand_cpm_train.localizer_data import FrameDataset, load_frame_records, split_frames
+from hand_cpm_train.localizer_model import (LOCALIZER_VARIANTS, LocalizerConfig, build_localizer,
+                                            get_localizer_config)
+from hand_cpm_train.models import DEFAULT_VARIANT, VARIANTS, ModelConfig, build_model, get_config
 
 # Settings a resumed run may change; any other explicit change would silently mix two runs.
 RESUMABLE = {'epochs', 'max_steps', 'workers', 'device', 'val_every', 'save_every_steps',
              'log_every', 'progress', 'resume', 'config', 'belief_samples'}
 RUN_OUTPUTS = ('last.pt', 'best.pt', 'config.json', 'log.csv', 'loss.png', 'pck.png')
 VAL_KEYS = ('n', 'pck@0.05', 'pck@0.1', 'pck@0.2', 'auc', 'epe_px')
+LOCALIZER_VAL_KEYS = ('n', 'hands', 'precision', 'recall', 'ap')
+TASKS = ('keypoints', 'localizer')
+DEFAULT_VARIANTS = {'keypoints': DEFAULT_VARIANT, 'localizer': 'loc-lite'}
 
 
 class UsageError(ValueError):
@@ -47,13 +62,22 @@ class UsageError(ValueError):
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog='hand-cpm-train', description='Train a Convolutional Pose Machine for 21 hand keypoints.',
+        prog='hand-cpm-train', description='Train a Convolutional Pose Machine for 21 hand '
+        'keypoints, or (--task localizer) the whole-frame hand localiser.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--config', help='YAML or JSON file of argument values (keys = argument '
                         'names); command-line arguments override it')
-    parser.add_argument('--variant', default=DEFAULT_VARIANT, choices=sorted(VARIANTS))
-    parser.add_argument('--input-size', type=int, help="network input side (multiple of 8); "
-                        "default: the variant's")
+    parser.add_argument('--task', default='keypoints', choices=TASKS,
+                        help='keypoints: CPM on hand crops; localizer: hand boxes in whole frames '
+                             '(data: hand-cpm-synth --scene frame)')
+    parser.add_argument('--variant', choices=sorted(VARIANTS) + sorted(LOCALIZER_VARIANTS),
+                        help=f'network; default: {DEFAULT_VARIANTS["keypoints"]} (keypoints), '
+                             f'{DEFAULT_VARIANTS["localizer"]} (localizer)')
+    parser.add_argument('--input-size', type=int, help="keypoints: network input side (multiple "
+                        "of 8); default: the variant's")
+    parser.add_argument('--frame-size', metavar='WxH',
+                        help="localizer: network input WIDTHxHEIGHT (multiples of 32) that frames "
+                             "are letterboxed to; default: the variant's (320x256)")
     parser.add_argument('--data', nargs='+', help='training data directories')
     parser.add_argument('--format', choices=data.FORMATS, help='data format (default: detect)')
     parser.add_argument('--val-data', nargs='+', help='held-out validation directories (preferred: '
@@ -67,7 +91,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--weight-decay', type=float, default=1e-4)
     parser.add_argument('--warmup-steps', type=int, default=500,
                         help='linear warm-up, then cosine decay to 1%% of --lr')
-    parser.add_argument('--sigma', type=float, default=7.0, help='target Gaussian sigma, input px')
+    parser.add_argument('--sigma', type=float, default=7.0,
+                        help='keypoints: target Gaussian sigma, input px')
     parser.add_argument('--augment', type=json.loads, default={},
                         help='JSON object of AugmentConfig overrides, e.g. \'{"rotation_deg": 90}\'')
     parser.add_argument('--no-augment', action='store_true', help='train on plain crops')
@@ -128,7 +153,28 @@ def _as_list(value) -> list[str] | None:
     return [str(v) for v in ([value] if isinstance(value, (str, Path)) else value)]
 
 
+def parse_frame_size(text: str) -> tuple[int, int]:
+    """'320x256' -> (320, 256); UsageError otherwise."""
+    try:
+        width, height = (int(part) for part in str(text).lower().split('x'))
+    except ValueError:
+        raise UsageError(f'--frame-size needs WIDTHxHEIGHT, e.g. 320x256, got {text!r}') from None
+    return width, height
+
+
 def _validate(config: dict) -> None:
+    """Check a resolved config and fill in the task's default variant."""
+    task = config['task']
+    config['variant'] = config['variant'] or DEFAULT_VARIANTS[task]
+    variants = LOCALIZER_VARIANTS if task == 'localizer' else VARIANTS
+    if config['variant'] not in variants:
+        raise UsageError(f'--variant {config["variant"]} is not a {task} network; valid for '
+                         f'--task {task}: {", ".join(sorted(variants))}')
+    if task == 'localizer' and config['input_size']:
+        raise UsageError('--input-size is for keypoint networks; the localiser takes '
+                         '--frame-size WIDTHxHEIGHT')
+    if task == 'keypoints' and config['frame_size']:
+        raise UsageError('--frame-size is for --task localizer; keypoint networks take --input-size')
     if not config.get('out'):
         raise UsageError('--out RUN_DIR is required')
     if not config.get('data'):
@@ -158,6 +204,8 @@ def prepare_run(args: argparse.Namespace, explicit: set[str]) -> tuple[dict, dic
         except CheckpointError as error:
             raise UsageError(str(error)) from error
         saved = dict(state['train_config'])
+        for name, default in vars(get_args_parser().parse_args([])).items():
+            saved.setdefault(name, default)   # runs from before an argument existed
         conflicts = [name for name in sorted(explicit - RESUMABLE)
                      if name in saved and config[name] != saved[name]]
         if conflicts:
@@ -183,22 +231,26 @@ def prepare_run(args: argparse.Namespace, explicit: set[str]) -> tuple[dict, dic
     return config, None
 
 
-def load_split(config: dict) -> tuple[list[data.HandRecord], list[data.HandRecord], str]:
-    """(train records, validation records, how they were split). Never the same images twice."""
-    train = [record for root in config['data'] for record in data.load_records(root, config['format'])]
+def load_split(config: dict, load: Callable[[str], list] | None = None,
+               split: Callable[[list, float], tuple[list, list]] = data.split_by_group
+               ) -> tuple[list, list, str]:
+    """(train records, validation records, how they were split). Never the same images twice.
+    `load(root)` reads one directory (default: the keypoint records of config['format']),
+    `split` holds out config['val_fraction'] when there is no --val-data."""
+    load = load or (lambda root: data.load_records(root, config['format']))
+    train = [record for root in config['data'] for record in load(root)]
     if config['val_data']:
-        val = [record for root in config['val_data']
-               for record in data.load_records(root, config['format'])]
+        val = [record for root in config['val_data'] for record in load(root)]
         overlap = {r.image_path.resolve() for r in train} & {r.image_path.resolve() for r in val}
         if overlap:
             raise UsageError(f'--val-data shares {len(overlap)} images with --data (e.g. '
                              f'{sorted(overlap)[0]}); validation must be held out')
         return train, val, 'val-data directories'
-    train, val = data.split_by_group(train, config['val_fraction'])
+    train, val = split(train, config['val_fraction'])
     if not val or not train:
         raise UsageError(f'holding out {config["val_fraction"]} of the groups leaves an empty '
                          f'{"validation" if not val else "training"} set ({len(train) + len(val)} '
-                         f'hands); pass --val-data or change --val-fraction')
+                         f'samples); pass --val-data or change --val-fraction')
     return train, val, f'group hash, val_fraction {config["val_fraction"]}'
 
 
@@ -241,10 +293,10 @@ def resolve_device(name: str, local_rank: int = 0, world: int = 1) -> torch.devi
 class RunLog:
     """log.csv + TensorBoard + the in-checkpoint history, written by rank 0 only."""
 
-    def __init__(self, run_dir: Path, stages: int, history: list[dict], step: int):
-        self.columns = (['kind', 'step', 'epoch', 'lr', 'loss_total']
-                        + [f'loss_stage{k}' for k in range(1, stages + 1)]
-                        + [f'val_{key}' for key in VAL_KEYS])
+    def __init__(self, run_dir: Path, loss_names: list[str], val_keys: tuple[str, ...],
+                 history: list[dict], step: int):
+        self.columns = (['kind', 'step', 'epoch', 'lr'] + [f'loss_{name}' for name in loss_names]
+                        + [f'val_{key}' for key in val_keys])
         self.history = history
         self.path = run_dir / 'log.csv'
         with self.path.open('w', newline='') as stream:   # rewritten: rows up to the checkpoint
@@ -276,6 +328,95 @@ def _belief_figure(model: nn.Module, dataset: data.HandCropDataset, count: int, 
     plots.save_image(path, plots.belief_map_sheet(crops, maps))
 
 
+@dataclass
+class TaskSetup:
+    """What differs between training the keypoint CPM and the hand localiser: `train` runs the
+    same loop, logging, checkpoints, resume and DDP for both."""
+    model_config: ModelConfig | LocalizerConfig
+    codec: HeatmapCodec | LocalizerCodec
+    augment: AugmentConfig | None
+    build_model: Callable[[ModelConfig | LocalizerConfig], nn.Module]
+    train_set: Dataset
+    counts: dict             # config.json 'data': how many training / validation samples
+    split: str               # how validation was held out
+    describe: str            # data and network in words, for the start line
+    loss_names: list[str]    # the batch loss's named terms, 'total' first
+    batch_loss: engine.BatchLoss
+    val_keys: tuple[str, ...]
+    best_key: str            # the validation number best.pt maximises
+    validate: Callable[[nn.Module, torch.device], tuple[dict, object]]   # (summary, details)
+    figures: Callable[[nn.Module, torch.device, Path, int, int, list[dict], object], None] | None
+
+
+def keypoint_setup(config: dict) -> TaskSetup:
+    """The CPM on hand crops: PCK validation, PCK curve and belief-map figures."""
+    overrides = {'input_size': config['input_size']} if config['input_size'] else {}
+    model_config = get_config(config['variant'], **overrides)
+    codec = HeatmapCodec(input_size=model_config.input_size, stride=model_config.stride,
+                         sigma=config['sigma'])
+    augment = None if config['no_augment'] else AugmentConfig.from_dict(config['augment'])
+    train_records, val_records, split = load_split(config)
+    info = data.model_info_for(model_config, codec)
+    hidden = bool(config.get('use_hidden_keypoints'))
+    train_set = data.HandCropDataset(train_records, codec, info, augment, seed=config['seed'],
+                                     use_hidden_keypoints=hidden)
+    val_set = data.HandCropDataset(val_records, codec, info, use_hidden_keypoints=hidden)
+    val_loader, val_sampler = data.make_loader(val_set, config['batch_size'], False,
+                                               config['workers'], config['seed'])
+
+    def validate(model: nn.Module, device: torch.device) -> tuple[dict, engine.Predictions]:
+        val_sampler.set_position(0)
+        predictions = engine.evaluate(engine.torch_predictor(model, device), val_loader, codec,
+                                      progress=config['progress'])
+        return predictions.summary(), predictions
+
+    def figures(model, device, run_dir, step, epoch, history, predictions) -> None:
+        plots.plot_pck(engine.PCK_THRESHOLDS, {f'step {step}': predictions.pck_curve()},
+                       run_dir / 'pck.png', history)
+        _belief_figure(model, val_set, config['belief_samples'], device,
+                       run_dir / f'belief_maps_epoch{epoch:03d}.png')
+
+    return TaskSetup(
+        model_config, codec, augment, build_model, train_set,
+        {'train_hands': len(train_records), 'val_hands': len(val_records)}, split,
+        f'{len(train_records)} training hands, {len(val_records)} validation hands ({split}); '
+        f'{model_config.name} at {model_config.input_size}px',
+        ['total'] + [f'stage{k}' for k in range(1, model_config.stages + 1)],
+        engine.cpm_batch_loss, VAL_KEYS, 'pck@0.2', validate, figures)
+
+
+def localizer_setup(config: dict) -> TaskSetup:
+    """The hand localiser on whole frames: validation by box AP at IoU 0.5 (and precision /
+    recall at the deployed score threshold), as hand-cpm-eval measures it."""
+    overrides = {}
+    if config['frame_size']:
+        overrides['input_width'], overrides['input_height'] = parse_frame_size(config['frame_size'])
+    model_config = get_localizer_config(config['variant'], **overrides)
+    codec = model_config.codec()
+    augment = None if config['no_augment'] else AugmentConfig.from_dict(config['augment'])
+    train_records, val_records, split = load_split(config, load_frame_records, split_frames)
+    info = data.model_info_for(model_config, codec)
+    train_set = FrameDataset(train_records, codec, info, train=augment is not None,
+                             seed=config['seed'], augment=augment)
+
+    def validate(model: nn.Module, device: torch.device) -> tuple[dict, None]:
+        summary = engine.evaluate_localizer(
+            engine.torch_localizer_predictor(model, device), val_records, codec, info,
+            DEFAULT_SCORE_THRESHOLD, batch_size=config['batch_size'], progress=config['progress'])
+        return summary, None
+
+    return TaskSetup(
+        model_config, codec, augment, build_localizer, train_set,
+        {'train_frames': len(train_records), 'val_frames': len(val_records)}, split,
+        f'{len(train_records)} training frames, {len(val_records)} validation frames ({split}); '
+        f'{model_config.name} at {model_config.input_width}x{model_config.input_height}',
+        ['total', 'heat', 'size', 'offset', 'side'], engine.localizer_batch_loss,
+        LOCALIZER_VAL_KEYS, 'ap', validate, None)
+
+
+TASK_SETUPS = {'keypoints': keypoint_setup, 'localizer': localizer_setup}
+
+
 def train(config: dict, state: dict | None) -> int:
     """Run (or continue) the training described by the resolved `config`; returns the exit code."""
     rank, world, local_rank = _distributed()
@@ -290,25 +431,14 @@ def train(config: dict, state: dict | None) -> int:
         print('note: --amp needs CUDA; training in float32 on', device)
     seed_everything(config['seed'] + rank)
 
-    overrides = {'input_size': config['input_size']} if config['input_size'] else {}
-    model_config = get_config(config['variant'], **overrides)
-    codec = HeatmapCodec(input_size=model_config.input_size, stride=model_config.stride,
-                         sigma=config['sigma'])
-    augment = None if config['no_augment'] else AugmentConfig.from_dict(config['augment'])
-    train_records, val_records, split = load_split(config)
-    info = data.model_info_for(model_config, codec)
-    hidden = bool(config.get('use_hidden_keypoints'))
-    train_set = data.HandCropDataset(train_records, codec, info, augment, seed=config['seed'],
-                                     use_hidden_keypoints=hidden)
-    val_set = data.HandCropDataset(val_records, codec, info, use_hidden_keypoints=hidden)
-    train_loader, sampler = data.make_loader(train_set, config['batch_size'], True, config['workers'],
-                                             config['seed'], rank, world)
-    val_loader, val_sampler = data.make_loader(val_set, config['batch_size'], False,
-                                               config['workers'], config['seed'])
+    setup = TASK_SETUPS[config['task']](config)
+    model_config, codec = setup.model_config, setup.codec
+    train_loader, sampler = data.make_loader(setup.train_set, config['batch_size'], True,
+                                             config['workers'], config['seed'], rank, world)
     steps_per_epoch = math.ceil(len(sampler) / config['batch_size'])
     total_steps = min(config['max_steps'] or 10 ** 12, config['epochs'] * steps_per_epoch)
 
-    model = build_model(model_config).to(device)
+    model = setup.build_model(model_config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config['lr'],
                                   weight_decay=config['weight_decay'])
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -334,18 +464,16 @@ def train(config: dict, state: dict | None) -> int:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / 'config.json').write_text(json.dumps({
             'train': config, 'model': model_config.to_dict(), 'codec': codec.to_dict(),
-            'augment': None if augment is None else augment.to_dict(),
-            'data': {'train_hands': len(train_records), 'val_hands': len(val_records),
-                     'split': split, 'steps_per_epoch': steps_per_epoch, 'world_size': world},
+            'augment': None if setup.augment is None else setup.augment.to_dict(),
+            'data': {**setup.counts, 'split': setup.split, 'steps_per_epoch': steps_per_epoch,
+                     'world_size': world},
         }, indent=2))
-        log = RunLog(run_dir, model_config.stages, history, step)
-        print(f'{len(train_records)} training hands, {len(val_records)} validation hands ({split}); '
-              f'{model_config.name} at {model_config.input_size}px on {device}'
-              + (f', resuming at step {step}' if state else ''))
+        log = RunLog(run_dir, setup.loss_names, setup.val_keys, history, step)
+        print(f'{setup.describe} on {device}' + (f', resuming at step {step}' if state else ''))
 
     def checkpoint(name: str, epoch: int) -> None:
         save_checkpoint(run_dir / name, {
-            'format_version': FORMAT_VERSION, 'model': model.state_dict(),
+            'format_version': FORMAT_VERSION, 'task': config['task'], 'model': model.state_dict(),
             'model_config': model_config.to_dict(), 'codec': codec.to_dict(),
             'optimizer': optimizer.state_dict(), 'scheduler': scheduler.state_dict(),
             'scaler': scaler.state_dict(), 'epoch': epoch, 'step': step, 'best_metric': best,
@@ -371,23 +499,18 @@ def train(config: dict, state: dict | None) -> int:
 
     def validate(epoch: int) -> None:
         nonlocal best
-        val_sampler.set_position(0)
-        predictions = engine.evaluate(engine.torch_predictor(model, device), val_loader, codec,
-                                      progress=config['progress'])
-        summary = predictions.summary()
+        summary, details = setup.validate(model, device)
         log.add({'kind': 'val', 'step': step, 'epoch': epoch,
-                 **{f'val_{key}': summary[key] for key in VAL_KEYS}})
+                 **{f'val_{key}': summary[key] for key in setup.val_keys}})
         tqdm.write(f'step {step} epoch {epoch}: ' + ', '.join(
-            f'{key} {summary[key]:.4g}' for key in VAL_KEYS))
-        if summary['pck@0.2'] > best:
-            best = summary['pck@0.2']
+            f'{key} {summary[key]:.4g}' for key in setup.val_keys))
+        if summary[setup.best_key] > best:
+            best = summary[setup.best_key]
             checkpoint('best.pt', epoch)
-        plots.plot_pck(engine.PCK_THRESHOLDS, {f'step {step}': predictions.pck_curve()},
-                       run_dir / 'pck.png', history)
+        if setup.figures is not None:
+            setup.figures(model, device, run_dir, step, epoch, history, details)
         if any(row['kind'] == 'train' for row in history):
             plots.plot_losses(history, run_dir / 'loss.png')
-        _belief_figure(model, val_set, config['belief_samples'], device,
-                       run_dir / f'belief_maps_epoch{epoch:03d}.png')
 
     start_epoch, done_in_epoch = divmod(step, steps_per_epoch)
     try:
@@ -395,11 +518,11 @@ def train(config: dict, state: dict | None) -> int:
             if config['max_steps'] is not None and step >= config['max_steps']:
                 break
             sampler.set_position(epoch, done_in_epoch * config['batch_size'])
-            train_set.set_epoch(epoch)
+            setup.train_set.set_epoch(epoch)
             step = engine.train_one_epoch(
                 trained, train_loader, optimizer, scheduler, scaler, device, epoch=epoch, step=step,
                 max_steps=config['max_steps'], amp=amp, on_step=on_step,
-                progress=config['progress'] and main_process)
+                progress=config['progress'] and main_process, batch_loss=setup.batch_loss)
             done_in_epoch = 0
             finished = step % steps_per_epoch == 0
             stopping = not finished or epoch + 1 == config['epochs'] or (
@@ -421,7 +544,7 @@ def train(config: dict, state: dict | None) -> int:
         if world > 1:
             torch.distributed.destroy_process_group()
     if main_process:
-        print(f'done: step {step}, best validation PCK@0.2 {best:.4f}; {run_dir}')
+        print(f'done: step {step}, best validation {setup.best_key} {best:.4f}; {run_dir}')
     return 0
 
 

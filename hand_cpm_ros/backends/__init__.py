@@ -78,7 +78,7 @@ def create_backend(name: str = 'auto', model_path: str | None = None,
     else:
         backend, reason = _auto_backend(model_path, engine_path, threads, suffix, log)
     log(f'inference backend: {backend.describe()} ({reason}); model {backend.info.variant}, '
-        f'input {backend.info.input_size}')
+        f'{backend.info.task} input {backend.info.describe_input()}')
     return backend
 
 

@@ -9,8 +9,15 @@ from dataclasses import dataclass
 import numpy as np
 
 METADATA_FORMAT_VERSION = 1
-_REQUIRED_METADATA = ('variant', 'input_size', 'stride', 'num_maps', 'mean', 'std',
-                      'channel_order', 'keypoint_names', 'codec')
+TASKS = ('keypoints', 'localizer')
+# Keypoint models (no 'task' key: the original format) have a square input_size; localisers see
+# whole letterboxed frames, input_width x input_height, and have no keypoint names.
+_REQUIRED_METADATA = {
+    'keypoints': ('variant', 'input_size', 'stride', 'num_maps', 'mean', 'std', 'channel_order',
+                  'keypoint_names', 'codec'),
+    'localizer': ('variant', 'input_width', 'input_height', 'stride', 'num_maps', 'mean', 'std',
+                  'channel_order', 'codec'),
+}
 
 
 class BackendError(RuntimeError):
@@ -20,9 +27,14 @@ class BackendError(RuntimeError):
 @dataclass(frozen=True)
 class ModelInfo:
     """The facts a runtime needs about a network, read from ONNX metadata, a checkpoint or a
-    TensorRT engine's JSON sidecar (all written by hand_cpm_train.checkpoint.runtime_metadata)."""
+    TensorRT engine's JSON sidecar (all written by hand_cpm_train.checkpoint.runtime_metadata).
+
+    task 'keypoints': a CPM on square hand crops (input_width == input_height, keypoint_names,
+    a HeatmapCodec dict); task 'localizer': a whole-frame hand localiser (no keypoint names, a
+    LocalizerCodec dict)."""
     variant: str
-    input_size: int
+    input_width: int
+    input_height: int
     stride: int
     num_maps: int
     mean: tuple[float, float, float]
@@ -30,15 +42,41 @@ class ModelInfo:
     channel_order: str
     keypoint_names: tuple[str, ...]
     codec: dict
+    task: str = 'keypoints'
+
+    @property
+    def input_size(self) -> int:
+        """The side of a square input (keypoint models); ValueError for a non-square one."""
+        if self.input_width != self.input_height:
+            raise ValueError(f'model {self.variant!r} has a non-square input '
+                             f'{self.input_width}x{self.input_height}; use input_width/input_height')
+        return self.input_width
 
     @property
     def output_size(self) -> int:
         return self.input_size // self.stride
 
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(3, H, W) of one network input."""
+        return 3, self.input_height, self.input_width
+
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        """(maps, H / stride, W / stride) of one network output."""
+        return self.num_maps, self.input_height // self.stride, self.input_width // self.stride
+
+    def describe_input(self) -> str:
+        return f'{self.input_width}x{self.input_height}'
+
     @classmethod
     def from_metadata(cls, props: dict[str, str]) -> ModelInfo:
         """Parse string metadata; ValueError names every missing or invalid key."""
-        missing = [key for key in _REQUIRED_METADATA if key not in props]
+        task = props.get('task', 'keypoints')
+        if task not in TASKS:
+            raise ValueError(f'model metadata task={task!r} is not one of {", ".join(TASKS)}; '
+                             f'this runtime is older than the model or the file is foreign')
+        missing = [key for key in _REQUIRED_METADATA[task] if key not in props]
         if missing:
             raise ValueError(f'model metadata lacks {missing}: export the model with '
                              f'hand-cpm-export, which writes them')
@@ -84,18 +122,27 @@ class ModelInfo:
                 raise ValueError("must be 'bgr' or 'rgb'")
             return text
 
-        info = dict(variant=props['variant'], input_size=parse('input_size', positive_int),
+        if task == 'keypoints':
+            side = parse('input_size', positive_int)
+            sizes = dict(input_width=side, input_height=side)
+        else:
+            sizes = dict(input_width=parse('input_width', positive_int),
+                         input_height=parse('input_height', positive_int))
+        info = dict(variant=props['variant'], **sizes, task=task,
                     stride=parse('stride', positive_int), num_maps=parse('num_maps', positive_int),
                     mean=parse('mean', triple), std=parse('std', triple),
                     channel_order=parse('channel_order', channel_order),
-                    keypoint_names=parse('keypoint_names', names), codec=parse('codec', codec))
+                    keypoint_names=parse('keypoint_names', names) if task == 'keypoints' else (),
+                    codec=parse('codec', codec))
         if not errors:
             if info['std'] is not None and min(info['std']) <= 0:
                 errors.append(f'std={props["std"]!r} (must be > 0)')
-            if info['input_size'] % info['stride']:
-                errors.append(f'input_size={info["input_size"]} is not a multiple of '
-                              f'stride={info["stride"]}')
-            if len(info['keypoint_names']) + 1 != info['num_maps']:
+            sizes = {'input_size': info['input_width']} if task == 'keypoints' else {
+                'input_width': info['input_width'], 'input_height': info['input_height']}
+            for key, value in sizes.items():
+                if value % info['stride']:
+                    errors.append(f'{key}={value} is not a multiple of stride={info["stride"]}')
+            if task == 'keypoints' and len(info['keypoint_names']) + 1 != info['num_maps']:
                 errors.append(f'num_maps={info["num_maps"]} does not match '
                               f'{len(info["keypoint_names"])} keypoint_names + background')
         if errors:
@@ -121,27 +168,27 @@ def normalize_crops(crops_bgr: np.ndarray, info: ModelInfo) -> np.ndarray:
 
 
 class Backend(abc.ABC):
-    """Runs the network: normalised (N,3,S,S) float32 in, (N,maps,S/stride,S/stride) float32 out."""
+    """Runs the network: normalised (N,3,H,W) float32 in, (N,maps,H/stride,W/stride) float32 out
+    (H = W = S for keypoint models)."""
     name: str
     info: ModelInfo
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         self.check_input(batch)
         if batch.shape[0] == 0:
-            return np.zeros((0, self.info.num_maps, self.info.output_size, self.info.output_size),
-                            np.float32)
+            return np.zeros((0, *self.info.output_shape), np.float32)
         return self._infer(np.ascontiguousarray(batch))
 
     def check_input(self, batch: np.ndarray) -> None:
-        """ValueError unless `batch` is a float32 (N,3,S,S) array with S = info.input_size."""
-        size = self.info.input_size
+        """ValueError unless `batch` is a float32 (N,3,H,W) array of the model's input size."""
+        _, height, width = self.info.input_shape
         if not isinstance(batch, np.ndarray):
             raise ValueError(f'{self.name} backend needs a numpy array, got {type(batch).__name__}')
         if batch.dtype != np.float32:
             raise ValueError(f'{self.name} backend needs float32 input, got {batch.dtype}; '
                              f'use normalize_crops()')
-        if batch.ndim != 4 or batch.shape[1:] != (3, size, size):
-            raise ValueError(f'{self.name} backend needs input of shape (N,3,{size},{size}) for '
+        if batch.ndim != 4 or batch.shape[1:] != (3, height, width):
+            raise ValueError(f'{self.name} backend needs input of shape (N,3,{height},{width}) for '
                              f'variant {self.info.variant!r}, got {batch.shape}')
 
     @abc.abstractmethod

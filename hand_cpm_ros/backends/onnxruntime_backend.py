@@ -79,10 +79,10 @@ class OnnxRuntimeBackend(Backend):
             self.info = self._model_info(path, self.session)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
-        size = self.info.input_size
-        if len(inputs) != 1 or list(inputs[0].shape[1:]) != [3, size, size]:
+        if len(inputs) != 1 or tuple(inputs[0].shape[1:]) != self.info.input_shape:
             raise BackendError(f'{path}: model input {inputs[0].shape} does not match its '
-                               f'metadata input_size {size}; re-export the model')
+                               f'metadata input size {self.info.describe_input()}; re-export '
+                               f'the model')
 
     @staticmethod
     def _model_info(path: Path, session) -> ModelInfo:
@@ -95,8 +95,8 @@ class OnnxRuntimeBackend(Backend):
                         max_batch: int):
         if provider != 'TensorrtExecutionProvider':
             return provider
-        size = self.info.input_size
-        shape = f'{input_name}:{{}}x3x{size}x{size}'
+        _, height, width = self.info.input_shape
+        shape = f'{input_name}:{{}}x3x{height}x{width}'
         return (provider, {
             'trt_engine_cache_enable': True,
             'trt_engine_cache_path': str(path.with_name(path.stem + '.ort_trt_cache')),

@@ -66,10 +66,10 @@ class TensorRTBackend(Backend):
         if batch <= self._capacity:
             return
         self._free_buffers()
-        size, out = self.info.input_size, self.info.output_size
-        self._device_input = cuda_check(self._cudart.cudaMalloc(batch * 3 * size * size * 4))
-        self._device_output = cuda_check(
-            self._cudart.cudaMalloc(batch * self.info.num_maps * out * out * 4))
+        input_floats = int(np.prod(self.info.input_shape))
+        output_floats = int(np.prod(self.info.output_shape))
+        self._device_input = cuda_check(self._cudart.cudaMalloc(batch * input_floats * 4))
+        self._device_output = cuda_check(self._cudart.cudaMalloc(batch * output_floats * 4))
         self._capacity = batch
         self._context.set_tensor_address(self.input_name, int(self._device_input))
         self._context.set_tensor_address(self.output_name, int(self._device_output))

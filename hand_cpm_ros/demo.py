@@ -1,0 +1,798 @@
+"""hand-cpm-demo: the whole system on a demo stream, recorded and summarised for a person.
+
+    hand-cpm-demo [--out DIR] [--frames N] [--fps 30] [--hands 1|2|both] [--video FILE | --bag DIR]
+                  [--model PATH] [--localizer PATH] [--backend NAME] [--seed S] [--overwrite]
+
+Starts hand_cpm_node as a subprocess (its ROS log under DIR/ros_log, discovery limited to this
+machine, topics under the /hand_cpm_demo namespace so a running camera is never mixed in), waits for
+it to subscribe, then plays a stream at --fps with real stamps: by default a rendered sequence
+(hand_cpm_train.synth: one hand for the first half, two for the second, moving smoothly so that
+tracking is exercised), or the frames of a video file or of a ROS 2 bag. It records what the node
+publishes (hands, hands/heatmap, diagnostics), matches results to frames by stamp, stops the node
+and writes to DIR:
+
+    demo.mp4      annotated frames (skeletons, track ids, scores from the hands messages) beside
+                  the node's heatmap view (demo.avi, MJPG, where OpenCV has no mp4v encoder)
+    demo.gif      a few seconds of the same, downscaled (needs Pillow; skipped with a note without)
+    summary.json  frames published / processed / dropped, hands found against the rendered truth,
+                  keypoint error (EPE, PCK) of matched hands, latency median and p95 (receive time
+                  minus stamp), the node's own diagnostics
+    results.jsonl one line per published frame: stamp, latency, the hands found, the truth
+    node.log      the node's output
+
+--rois-from-truth publishes the rendered truth boxes on the node's rois topic before each frame
+and runs the node without tracking: the keypoint network is then evaluated alone, on the true hand
+boxes, without a hand localiser (track ids are then new every frame). The boxes travel on their own
+topic, so a frame can occasionally be processed with the previous frame's boxes.
+
+Frames are prepared (rendered, decoded) before publishing so that preparation speed never limits
+the stream. Stamps are the publish time, also for bags and videos, so latency is measurable.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+import hand_cpm_ros
+
+from . import metrics
+from .backends import BACKEND_NAMES
+from .drawing import draw_hand, draw_label
+from .geometry import box_from_keypoints, clip_box
+from .image_conversion import ImageConversionError
+from .pipeline import DEFAULT_LOCALIZER_NAME, default_model_path
+
+NAMESPACE = '/hand_cpm_demo'
+FRAME_ID = 'demo_camera_optical_frame'
+RENDER_SIZE = (640, 480)
+MAX_FRAMES = 1800               # all frames are held in memory (about 1 MB each at 640x480)
+DEFAULT_FRAMES = 300
+KEYPOINT_THRESHOLD = 0.2        # the node's default: keypoints below it are not drawn
+DETECTION_IOU = 0.5             # a found hand matches a true hand at this box IoU
+STARTUP_TIMEOUT_S = 60.0
+WARM_UP_PERIOD_S = 0.5
+WARM_UP_ROI_TRIES = 6
+QUIET_S = 2.0                   # after the last frame: stop when nothing arrives for this long
+DRAIN_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+GIF_SECONDS = 4.0
+GIF_FPS = 10.0
+GIF_WIDTH = 480
+HEATMAP_JPEG_QUALITY = 90
+NO_DEFAULT_MODEL = 'no default model is shipped yet: train one (README) or pass --model'
+
+
+class DemoError(Exception):
+    """A user error or a node that cannot run: printed as one line, exit code 2."""
+
+
+@dataclass
+class Frame:
+    """One frame to publish: the message (restamped at publish time) and the rendered truth
+    ([{'hand_pts', 'is_left', 'box'}]) or None without truth."""
+    msg: object  # sensor_msgs/Image
+    truth: list[dict] | None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.msg.width, self.msg.height
+
+    def image(self) -> np.ndarray:
+        """Its BGR pixels (converted on demand: frames are held once, as messages)."""
+        from .ros_messages import image_msg_to_bgr
+        return image_msg_to_bgr(self.msg)
+
+
+def positive_fps(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and 0 < value <= 1000):
+        raise argparse.ArgumentTypeError(f'--fps must be in (0, 1000] frames per second, got {text}')
+    return value
+
+
+def frame_count(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_FRAMES:
+        raise argparse.ArgumentTypeError(f'--frames must be in 1..{MAX_FRAMES}, got {text}')
+    return value
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='hand-cpm-demo',
+        description='Run hand_cpm_node on a demo stream (rendered hands, a video or a bag) at a '
+                    'fixed rate, record what it publishes and write an annotated video, a GIF '
+                    'preview and a summary (drops, detection rate, keypoint error, latency).')
+    parser.add_argument('--out', type=Path, default=None, metavar='DIR',
+                        help='output directory (default: outputs/demo_<timestamp>)')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='write into an existing --out directory, replacing its demo files')
+    parser.add_argument('--frames', type=frame_count, default=DEFAULT_FRAMES,
+                        help=f'frames to play (default {DEFAULT_FRAMES}: 10 s at 30 Hz); at most '
+                             'this many of a video or bag')
+    parser.add_argument('--fps', type=positive_fps, default=30.0, help='publish rate (Hz)')
+    parser.add_argument('--hands', choices=('1', '2', 'both'), default='both',
+                        help='hands in the rendered stream (both: one for the first half, two '
+                             'for the second)')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the rendered stream')
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument('--video', type=Path, metavar='FILE', help='play this video file instead')
+    source.add_argument('--bag', type=Path, metavar='DIR',
+                        help='replay sensor_msgs/Image messages of this ROS 2 bag instead')
+    parser.add_argument('--topic', default=None,
+                        help='image topic to replay from --bag (needed when it has several)')
+    parser.add_argument('--model', type=Path, default=None,
+                        help=f'keypoint model .onnx / .pt (default: {default_model_path()})')
+    parser.add_argument('--localizer', type=Path, default=None,
+                        help='hand localiser model (default: the shipped '
+                             f'{DEFAULT_LOCALIZER_NAME} when it exists, else none)')
+    parser.add_argument('--backend', choices=BACKEND_NAMES, default='auto',
+                        help='inference backend of the node (default: auto)')
+    parser.add_argument('--rois-from-truth', action='store_true',
+                        help='give the node the rendered truth boxes on its rois topic (evaluates '
+                             'the keypoint network alone: no localiser, no tracking)')
+    return parser
+
+
+# ---------------------------------------------------------------------------------- sources
+def _progress(iterable, total: int, description: str):
+    from tqdm import tqdm
+    return tqdm(iterable, total=total, desc=description, unit='frame', file=sys.stderr,
+                leave=False)
+
+
+def rendered_frames(num_frames: int, hands: str, seed: int) -> list[Frame]:
+    """The rendered demo stream: `hands` '1' or '2' for the whole stream, 'both' for one hand in
+    the first half and two in the second (a second sequence, seed + 1)."""
+    from hand_cpm_train.synth.scene import render_sequence
+
+    from .ros_messages import bgr_to_image_msg
+    from std_msgs.msg import Header
+
+    if hands == 'both':
+        parts = [(1, num_frames // 2, seed), (2, num_frames - num_frames // 2, seed + 1)]
+    else:
+        parts = [(int(hands), num_frames, seed)]
+    frames = []
+    progress = _progress(None, num_frames, 'rendering')
+    for count, length, part_seed in parts:
+        if length == 0:
+            continue
+        for image, annotation in render_sequence(length, count, part_seed, size=RENDER_SIZE):
+            frames.append(Frame(bgr_to_image_msg(image, Header(frame_id=FRAME_ID)),
+                                annotation['hands']))
+            progress.update()
+    progress.close()
+    return frames
+
+
+def video_frames(path: Path, max_frames: int) -> list[Frame]:
+    """Up to `max_frames` frames of a video file (played at --fps, not the file's rate)."""
+    from .ros_messages import bgr_to_image_msg
+    from std_msgs.msg import Header
+
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise DemoError(f'--video {path}: cannot open it as a video file')
+    frames = []
+    try:
+        for _ in _progress(range(max_frames), max_frames, 'reading video'):
+            ok, image = capture.read()
+            if not ok:
+                break
+            frames.append(Frame(bgr_to_image_msg(image, Header(frame_id=FRAME_ID)), None))
+    finally:
+        capture.release()
+    if not frames:
+        raise DemoError(f'--video {path} has no readable frames')
+    return frames
+
+
+def bag_frames(path: Path, topic: str | None, max_frames: int) -> list[Frame]:
+    """Up to `max_frames` sensor_msgs/Image messages of one topic of a ROS 2 bag (read with
+    rosbags, deserialised by rclpy), with their own frame_id and encoding."""
+    from rclpy.serialization import deserialize_message
+    from rosbags.rosbag2 import Reader, ReaderError
+    from sensor_msgs.msg import Image
+
+    from .ros_messages import image_msg_to_bgr
+
+    try:
+        with Reader(path) as reader:
+            images = [c for c in reader.connections if c.msgtype == 'sensor_msgs/msg/Image']
+            topics = sorted({c.topic for c in images})
+            if not topics:
+                raise DemoError(f'--bag {path} has no sensor_msgs/msg/Image topic')
+            if topic is None and len(topics) > 1:
+                raise DemoError(f'--bag {path} has several image topics ({", ".join(topics)}): '
+                                'choose one with --topic')
+            chosen = topic or topics[0]
+            if chosen not in topics:
+                raise DemoError(f'--topic {chosen} is not an image topic of {path}; its image '
+                                f'topics: {", ".join(topics)}')
+            connections = [c for c in images if c.topic == chosen]
+            total = min(max_frames, sum(c.msgcount for c in connections))
+            frames = []
+            for _, _, raw in _progress(reader.messages(connections=connections), total,
+                                       'reading bag'):
+                msg = deserialize_message(raw, Image)
+                try:
+                    image_msg_to_bgr(msg)  # the video needs its pixels: fail now, not at the end
+                except ImageConversionError as error:
+                    raise DemoError(f'--bag {path}: message {len(frames)} of {chosen}: '
+                                    f'{error}') from error
+                frames.append(Frame(msg, None))
+                if len(frames) == max_frames:
+                    break
+    except ReaderError as error:
+        raise DemoError(f'--bag {path} cannot be read as a ROS 2 bag: {error}') from error
+    if not frames:
+        raise DemoError(f'--bag {path} has no messages on {chosen}')
+    return frames
+
+
+# ---------------------------------------------------------------------------------- the node
+def node_command(model: Path, localizer: Path | None, backend: str,
+                 rois_from_truth: bool) -> list[str]:
+    """hand_cpm_node from the same installation as this module, with the demo's parameters."""
+    command = [sys.executable, '-m', 'hand_cpm_ros.node', '--ros-args',
+               '-r', f'__ns:={NAMESPACE}', '-r', f'/diagnostics:={NAMESPACE}/diagnostics',
+               '-p', f'model_path:={model}', '-p', f'backend:={backend}',
+               # frames this large are lost with best effort over shared memory; the demo's
+               # publisher is reliable
+               '-p', f'qos_overrides.{NAMESPACE}/image.subscription.reliability:=reliable']
+    command += ['-p', f'localizer_model:={"none" if localizer is None else localizer}']
+    if rois_from_truth:
+        # each frame's boxes replace the previous ones (an empty box clears them); crops come
+        # from the truth boxes only (no tracking proposals): the keypoint network is measured
+        # alone
+        command += ['-p', 'roi_timeout:=60.0', '-p', 'tracking:=false']
+    return command
+
+
+def start_node(command: list[str], out_dir: Path) -> subprocess.Popen:
+    env = dict(os.environ)
+    env['ROS_LOG_DIR'] = str(out_dir / 'ros_log')
+    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    package_root = str(Path(hand_cpm_ros.__file__).resolve().parents[1])
+    env['PYTHONPATH'] = os.pathsep.join(filter(None, [package_root, env.get('PYTHONPATH')]))
+    log = (out_dir / 'node.log').open('w')
+    try:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                cwd=out_dir)
+    finally:
+        log.close()
+
+
+def stop_node(process: subprocess.Popen) -> int:
+    """SIGINT, wait, then kill; the exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def node_failure(process: subprocess.Popen, out_dir: Path) -> DemoError:
+    """The error for a node that exited: its 'cannot start' line, or the last line it wrote."""
+    lines = [line for line in (out_dir / 'node.log').read_text(errors='replace').splitlines()
+             if line.strip()]
+    reason = next((line for line in lines if 'cannot start' in line),
+                  lines[-1] if lines else 'no output')
+    return DemoError(f'hand_cpm_node exited with code {process.returncode}: {reason.strip()} '
+                     f'(log: {out_dir / "node.log"})')
+
+
+def _stamp_key(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+class Recorder:
+    """The demo's ROS side: publishers of the node's inputs, recorders of its outputs (received
+    time in the node's clock, nanoseconds), all spun from the caller's thread."""
+
+    def __init__(self, context):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+        from sensor_msgs.msg import Image, RegionOfInterest
+
+        from .msg import HandKeypointsArray
+
+        self.node = Node('hand_cpm_demo_player', namespace=NAMESPACE, context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.image_pub = self.node.create_publisher(Image, 'image', 10)
+        self.roi_pub = self.node.create_publisher(RegionOfInterest, 'rois', 10)
+        self.hands: dict[int, tuple[object, int]] = {}
+        self.heatmaps: dict[int, bytes] = {}
+        self.diagnostics: dict[str, str] = {}
+        self.diagnostics_arrival = -math.inf
+        self.last_arrival = time.monotonic()
+        self.hands_sub = self.node.create_subscription(HandKeypointsArray, 'hands',
+                                                       self._on_hands, 50)
+        self.heatmap_sub = self.node.create_subscription(Image, 'hands/heatmap',
+                                                         self._on_heatmap, 10)
+        self.node.create_subscription(DiagnosticArray, 'diagnostics', self._on_diagnostics, 10)
+
+    def now_ns(self) -> int:
+        return self.node.get_clock().now().nanoseconds
+
+    def _on_hands(self, msg) -> None:
+        self.hands[_stamp_key(msg.header.stamp)] = (msg, self.now_ns())
+        self.last_arrival = time.monotonic()
+
+    def _on_heatmap(self, msg) -> None:
+        from .ros_messages import image_msg_to_bgr
+        image = image_msg_to_bgr(msg)
+        self.heatmaps[_stamp_key(msg.header.stamp)] = cv2.imencode(
+            '.jpg', image, [cv2.IMWRITE_JPEG_QUALITY, HEATMAP_JPEG_QUALITY])[1].tobytes()
+        self.last_arrival = time.monotonic()
+
+    def _on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            if status.values:
+                self.diagnostics = {value.key: value.value for value in status.values}
+                self.diagnostics_arrival = time.monotonic()
+
+    def connected(self, rois: bool) -> bool:
+        return (self.image_pub.get_subscription_count() > 0
+                and self.hands_sub.get_publisher_count() > 0
+                and self.heatmap_sub.get_publisher_count() > 0
+                and (not rois or self.roi_pub.get_subscription_count() > 0))
+
+    def spin_until(self, deadline: float) -> None:
+        """Handle arrivals until time.monotonic() reaches `deadline`."""
+        while (remaining := deadline - time.monotonic()) > 0:
+            self.executor.spin_once(timeout_sec=remaining)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+def _publish_truth_rois(recorder: Recorder, truth: list[dict], width: int, height: int) -> None:
+    """Replace the node's boxes by one frame's truth boxes."""
+    from sensor_msgs.msg import RegionOfInterest
+
+    from .ros_messages import box_to_roi
+
+    recorder.roi_pub.publish(RegionOfInterest())  # empty: clears the previous frame's boxes
+    for hand in truth:
+        recorder.roi_pub.publish(box_to_roi(clip_box(hand['box'], width, height)))
+
+
+def _publish(recorder: Recorder, frame: Frame) -> int:
+    """Publish one frame stamped now; the stamp in nanoseconds."""
+    now = recorder.node.get_clock().now()
+    frame.msg.header.stamp = now.to_msg()
+    recorder.image_pub.publish(frame.msg)
+    return now.nanoseconds
+
+
+def warm_up(recorder: Recorder, frame: Frame, rois_from_truth: bool, process: subprocess.Popen,
+            out_dir: Path) -> None:
+    """Publish `frame` every WARM_UP_PERIOD_S until its hands and heatmap come back: the node's
+    publishers have then matched the recorder (a subscriber can see a publisher before that
+    publisher sees it) and its first, slowest inference is behind it. With --rois-from-truth, the
+    first WARM_UP_ROI_TRIES also wait for as many hands as boxes (the rois topic is connected
+    both ways); a model too poor to find them is then accepted as it is. Not counted."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    tries = 0
+    while time.monotonic() < deadline:
+        tries += 1
+        if process.poll() is not None:
+            raise node_failure(process, out_dir)
+        if rois_from_truth:
+            _publish_truth_rois(recorder, frame.truth, *frame.size)
+        stamp = _publish(recorder, frame)
+        recorder.spin_until(time.monotonic() + WARM_UP_PERIOD_S)
+        answered = stamp in recorder.hands and stamp in recorder.heatmaps
+        if answered and (not rois_from_truth or tries >= WARM_UP_ROI_TRIES
+                         or len(recorder.hands[stamp][0].hands) == len(frame.truth)):
+            recorder.hands.clear()
+            recorder.heatmaps.clear()
+            return
+    raise DemoError(f'hand_cpm_node did not answer a frame within {STARTUP_TIMEOUT_S:.0f} s '
+                    f'(log: {out_dir / "node.log"})')
+
+
+def play(recorder: Recorder, frames: list[Frame], fps: float, rois_from_truth: bool,
+         process: subprocess.Popen, out_dir: Path) -> tuple[list[int], float]:
+    """Publish every frame at `fps` (stamped at publish time), with --rois-from-truth its truth
+    boxes half a period earlier (so that the node has taken them when the frame comes), then wait
+    for the node's last results and for diagnostics sent after the last frame (so its counters
+    are final). Returns the stamps (ns) and the achieved publish rate."""
+    stamps = []
+    started = time.monotonic()
+    for index, frame in enumerate(_progress(frames, len(frames), 'playing')):
+        if process.poll() is not None:
+            raise node_failure(process, out_dir)
+        if rois_from_truth:
+            recorder.spin_until(started + (index - 0.5) / fps)
+            _publish_truth_rois(recorder, frame.truth, *frame.size)
+        recorder.spin_until(started + index / fps)
+        stamps.append(_publish(recorder, frame))
+    finished = time.monotonic()
+    rate = (len(frames) - 1) / (finished - started) if len(frames) > 1 else float('nan')
+    recorder.last_arrival = max(recorder.last_arrival, finished)
+    while time.monotonic() < finished + DRAIN_TIMEOUT_S:
+        if recorder.diagnostics_arrival > finished and \
+                all(s in recorder.hands and s in recorder.heatmaps for s in stamps):
+            break
+        latencies = [(received - stamp) * 1e-9 for stamp, (_, received) in recorder.hands.items()]
+        quiet = max([QUIET_S] + [3 * latency for latency in latencies])
+        if time.monotonic() - recorder.last_arrival > quiet:
+            break
+        recorder.executor.spin_once(timeout_sec=0.05)
+    return stamps, rate
+
+
+# ---------------------------------------------------------------------------------- evaluation
+def _hand_arrays(hand) -> tuple[np.ndarray, np.ndarray]:
+    return (np.array([(p.x, p.y) for p in hand.keypoints], np.float64),
+            np.array(hand.confidences, np.float64))
+
+
+def _truth_arrays(truth_hand: dict) -> tuple[np.ndarray, np.ndarray]:
+    points = np.asarray(truth_hand['hand_pts'], np.float64)
+    return points[:, :2], points[:, 2] > 0
+
+
+def _truth_box(truth_hand: dict, width: int, height: int) -> tuple[float, float, float, float]:
+    """Box around all of a true hand's keypoints, clipped to the image (the node's hand boxes
+    are likewise keypoint boxes)."""
+    keypoints, _ = _truth_arrays(truth_hand)
+    return clip_box(box_from_keypoints(keypoints), width, height)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(float(value), 4)
+
+
+def evaluate(frames: list[Frame], stamps: list[int], recorder: Recorder) -> tuple[dict, list[dict]]:
+    """The summary numbers and one record per frame."""
+    from .ros_messages import roi_to_box
+
+    latencies, found, truth_counts, records = [], [], [], []
+    matched_pred, matched_gt, matched_visible = [], [], []
+    false_positives = 0
+    for index, (frame, stamp) in enumerate(zip(frames, stamps)):
+        received = recorder.hands.get(stamp)
+        record: dict = {'frame': index, 'stamp_ns': stamp, 'processed': received is not None,
+                        'heatmap': stamp in recorder.heatmaps}
+        if frame.truth is not None:
+            record['truth'] = [{'keypoints': hand['hand_pts'], 'box': hand['box'],
+                                'is_left': hand['is_left']} for hand in frame.truth]
+        if received is None:
+            records.append(record)
+            continue
+        msg, arrival = received
+        latencies.append((arrival - stamp) * 1e-6)
+        record['latency_ms'] = round(latencies[-1], 3)
+        record['hands'] = [{
+            'track_id': hand.track_id, 'score': round(hand.score, 4),
+            'box': list(roi_to_box(hand.box)),
+            'keypoints': [[round(x, 3), round(y, 3), round(c, 4)] for (x, y), c in
+                          zip(_hand_arrays(hand)[0].tolist(), map(float, hand.confidences))]}
+            for hand in msg.hands]
+        found.append(len(msg.hands))
+        records.append(record)
+        if frame.truth is None:
+            continue
+        truth_counts.append(len(frame.truth))
+        width, height = frame.size
+        matches = metrics.match_detections(
+            np.array([roi_to_box(hand.box) for hand in msg.hands]).reshape(-1, 4),
+            [hand.score for hand in msg.hands],
+            np.array([_truth_box(hand, width, height) for hand in frame.truth]).reshape(-1, 4),
+            DETECTION_IOU)
+        false_positives += int(np.count_nonzero(matches < 0))
+        for hand, truth_index in zip(msg.hands, matches):
+            if truth_index >= 0:
+                keypoints, visible = _truth_arrays(frame.truth[truth_index])
+                matched_pred.append(_hand_arrays(hand)[0])
+                matched_gt.append(keypoints)
+                matched_visible.append(visible)
+    processed = len(found)
+    summary: dict = {
+        'frames_published': len(stamps),
+        'frames_processed': processed,
+        'frames_dropped': len(stamps) - processed,
+        'heatmaps_received': sum(stamp in recorder.heatmaps for stamp in stamps),
+        'hands_per_frame': _finite_or_none(np.mean(found)) if found else None,
+        'latency_ms': None if not latencies else {
+            'median': _finite_or_none(np.median(latencies)),
+            'p95': _finite_or_none(np.percentile(latencies, 95)),
+            'max': _finite_or_none(np.max(latencies))},
+    }
+    if frames and frames[0].truth is not None:
+        true_hands = int(np.sum(truth_counts))
+        summary['truth_hands_per_frame'] = _finite_or_none(np.mean(truth_counts)) if truth_counts else None
+        summary['detection'] = {
+            'true_hands': true_hands, 'matched': len(matched_pred),
+            'rate': _finite_or_none(len(matched_pred) / true_hands) if true_hands else None,
+            'false_positives': false_positives, 'iou_threshold': DETECTION_IOU}
+        keypoint_report = {'n': 0}
+        if matched_pred:
+            keypoint_report = metrics.summary(np.stack(matched_pred), np.stack(matched_gt),
+                                              np.stack(matched_visible))
+        summary['keypoints'] = {key: value if key == 'n' else _finite_or_none(value)
+                                for key, value in keypoint_report.items()}
+    return summary, records
+
+
+# ---------------------------------------------------------------------------------- outputs
+def annotate(image: np.ndarray, truth: list[dict] | None, record: dict, msg,
+             heatmap_jpeg: bytes | None) -> np.ndarray:
+    """The video frame: `image` with the hands of `msg` drawn (skeleton, box, '#track score'),
+    beside the node's heatmap view (the image dimmed when the node sent none)."""
+    from .ros_messages import roi_to_box
+
+    left = image.copy()
+    if msg is None:
+        banner = f'frame {record["frame"]}: dropped by the node'
+    else:
+        for hand in msg.hands:
+            keypoints, confidences = _hand_arrays(hand)
+            x0, y0, x1, y1 = (int(round(v)) for v in roi_to_box(hand.box))
+            cv2.rectangle(left, (x0, y0), (x1, y1), (255, 255, 255), 1, cv2.LINE_AA)
+            draw_hand(left, keypoints, confidences, threshold=KEYPOINT_THRESHOLD,
+                      label=f'#{hand.track_id} {hand.score:.2f}')
+        banner = (f'frame {record["frame"]}: {len(msg.hands)} hand(s), '
+                  f'latency {record["latency_ms"]:.0f} ms')
+    if truth is not None:
+        banner += f' (truth {len(truth)})'
+    draw_label(left, banner, (4, 20))
+    if heatmap_jpeg is not None:
+        right = cv2.imdecode(np.frombuffer(heatmap_jpeg, np.uint8), cv2.IMREAD_COLOR)
+        if right.shape != left.shape:
+            right = cv2.resize(right, (left.shape[1], left.shape[0]))
+        draw_label(right, 'hands/heatmap', (4, 20))
+    else:
+        right = image // 3
+        draw_label(right, 'no heatmap for this frame', (4, 20))
+    return np.hstack([left, right])
+
+
+def open_video(out_dir: Path, fps: float, size: tuple[int, int]) -> tuple[cv2.VideoWriter, Path]:
+    """mp4v .mp4, or MJPG .avi where OpenCV cannot write mp4v."""
+    for name, codec in (('demo.mp4', 'mp4v'), ('demo.avi', 'MJPG')):
+        path = out_dir / name
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, size)
+        if writer.isOpened():
+            return writer, path
+        writer.release()
+    raise DemoError(f'OpenCV can write neither mp4v nor MJPG video into {out_dir}')
+
+
+def gif_window(num_frames: int, fps: float) -> range:
+    """Indices of the GIF preview: GIF_SECONDS around the middle (in the default stream, where
+    the second hand comes in), GIF_FPS frames per second."""
+    length = min(num_frames, max(1, round(GIF_SECONDS * fps)))
+    start = max(0, num_frames // 2 - length // 2)
+    return range(start, start + length, max(1, round(fps / GIF_FPS)))
+
+
+def write_outputs(out_dir: Path, frames: list[Frame], records: list[dict], recorder: Recorder,
+                  fps: float) -> tuple[Path, Path | None, str | None]:
+    """The video and the GIF; returns their paths and a note when the GIF was skipped."""
+    width, height = frames[0].size
+    writer, video_path = open_video(out_dir, fps, (2 * width, height))
+    preview = set(gif_window(len(frames), fps))
+    gif_frames = []
+    try:
+        for frame, record in _progress(zip(frames, records), len(frames), 'writing video'):
+            image = frame.image()
+            if frame.size != (width, height):  # a bag may change resolution midway
+                image = cv2.resize(image, (width, height))
+            msg = recorder.hands.get(record['stamp_ns'], (None, 0))[0]
+            canvas = annotate(image, frame.truth, record, msg,
+                              recorder.heatmaps.get(record['stamp_ns']))
+            writer.write(canvas)
+            if record['frame'] in preview:
+                scale = GIF_WIDTH / canvas.shape[1]
+                gif_frames.append(cv2.resize(canvas, None, fx=scale, fy=scale,
+                                             interpolation=cv2.INTER_AREA))
+    finally:
+        writer.release()
+    try:
+        from PIL import Image as PilImage
+    except ImportError:
+        return video_path, None, 'demo.gif skipped: Pillow is not installed (pip install pillow)'
+    gif_path = out_dir / 'demo.gif'
+    pictures = [PilImage.fromarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)) for image in gif_frames]
+    step = max(1, round(fps / GIF_FPS))
+    pictures[0].save(gif_path, save_all=True, append_images=pictures[1:],
+                     duration=int(round(1000 * step / fps)), loop=0)
+    return video_path, gif_path, None
+
+
+def describe(summary: dict) -> str:
+    """The human summary printed at the end."""
+    published, processed = summary['frames_published'], summary['frames_processed']
+    lines = [f'hand-cpm-demo: {summary["source"]}, {published} frames at '
+             f'{summary["publish_rate_hz"]} Hz',
+             f'  frames processed  {processed} of {published} (dropped '
+             f'{summary["frames_dropped"]}, {100 * summary["frames_dropped"] / published:.1f} %)']
+    hands = summary['hands_per_frame']
+    text = f'  hands found       {hands:.2f} per processed frame' if hands is not None \
+        else '  hands found       -'
+    if 'detection' in summary:
+        detection = summary['detection']
+        truth = summary['truth_hands_per_frame']
+        rate = detection['rate']
+        text += (f' (truth {truth:.2f}); detection rate '
+                 f'{"-" if rate is None else f"{100 * rate:.1f} %"} '
+                 f'(box IoU >= {DETECTION_IOU}), {detection["false_positives"]} false positive(s)'
+                 if truth is not None else '')
+    lines.append(text)
+    keypoints = summary.get('keypoints')
+    if keypoints is not None:
+        if keypoints['n']:
+            lines.append(f'  keypoint error    EPE {keypoints["epe_px"]:.2f} px, PCK@0.2 '
+                         f'{keypoints["pck@0.2"]:.3f} over {keypoints["n"]} matched hands '
+                         '(visible keypoints)')
+        else:
+            lines.append('  keypoint error    - (no hand matched the truth)')
+    latency = summary['latency_ms']
+    lines.append('  latency           -' if latency is None else
+                 f'  latency           median {latency["median"]:.1f} ms, p95 '
+                 f'{latency["p95"]:.1f} ms (receive time - stamp)')
+    diagnostics = summary['node_diagnostics']
+    if diagnostics:
+        lines.append(f'  node              {diagnostics.get("backend", "?")}; its latency median '
+                     f'{diagnostics.get("latency median (ms)", "?")} ms, p95 '
+                     f'{diagnostics.get("latency p95 (ms)", "?")} ms; dropped '
+                     f'{diagnostics.get("dropped frames", "?")}')
+    return '\n'.join(lines)
+
+
+# ---------------------------------------------------------------------------------- main
+def resolve_models(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    """The keypoint model and the localiser (None: none, and always none with
+    --rois-from-truth, which measures the keypoint network alone)."""
+    model = args.model or default_model_path()
+    if not model.is_file():
+        raise DemoError(NO_DEFAULT_MODEL if args.model is None else
+                        f'--model {model} does not exist or is not a file')
+    localizer = args.localizer
+    if localizer is not None and not localizer.is_file():
+        raise DemoError(f'--localizer {localizer} does not exist or is not a file')
+    shipped = default_model_path(DEFAULT_LOCALIZER_NAME)
+    if localizer is None and shipped.is_file() and not args.rois_from_truth:
+        localizer = shipped
+    return model.resolve(), None if localizer is None else localizer.resolve()
+
+
+def prepare_out_dir(args: argparse.Namespace) -> Path:
+    out_dir = args.out or Path('outputs') / f'demo_{datetime.now():%Y%m%d_%H%M%S}'
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DemoError(f'--out {out_dir} exists and is not a directory')
+    if out_dir.exists() and any(out_dir.iterdir()) and not args.overwrite:
+        raise DemoError(f'--out {out_dir} exists; pass --overwrite to write into it')
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in ('demo.mp4', 'demo.avi', 'demo.gif'):  # stale outputs of an earlier run
+        (out_dir / name).unlink(missing_ok=True)
+    return out_dir.resolve()
+
+
+def check_args(args: argparse.Namespace) -> None:
+    if args.topic is not None and args.bag is None:
+        raise DemoError('--topic only applies to --bag')
+    if args.rois_from_truth and (args.video or args.bag):
+        raise DemoError('--rois-from-truth needs the rendered stream (a video or bag has no '
+                        'truth boxes): drop --video/--bag or --rois-from-truth')
+    if args.rois_from_truth and args.localizer:
+        raise DemoError('--rois-from-truth measures the keypoint network alone, without a '
+                        'localiser: drop --localizer or --rois-from-truth')
+
+
+def run(args: argparse.Namespace) -> int:
+    check_args(args)
+    model, localizer = resolve_models(args)
+    if args.video is not None and not args.video.is_file():
+        raise DemoError(f'--video {args.video} does not exist or is not a file')
+    if args.bag is not None and not args.bag.exists():
+        raise DemoError(f'--bag {args.bag} does not exist')
+    out_dir = prepare_out_dir(args)
+    if localizer is None and not args.rois_from_truth:
+        print('hand-cpm-demo: note: no hand localiser (no --localizer, no '
+              f'{default_model_path(DEFAULT_LOCALIZER_NAME)}): the node finds no hands without '
+              'boxes; --rois-from-truth gives it the rendered ones', file=sys.stderr)
+
+    import rclpy
+
+    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'  # read by rclpy.init below
+    context = rclpy.Context()
+    rclpy.init(context=context, args=['--ros-args', '--disable-external-lib-logs'])
+    process = None
+    recorder = None
+    try:
+        if args.video is not None:
+            frames = video_frames(args.video, args.frames)
+            source = f'video {args.video}'
+        elif args.bag is not None:
+            frames = bag_frames(args.bag, args.topic, args.frames)
+            source = f'bag {args.bag}'
+        else:
+            frames = rendered_frames(args.frames, args.hands, args.seed)
+            source = f'rendered stream (hands: {args.hands}, seed {args.seed})'
+        recorder = Recorder(context)
+        process = start_node(node_command(model, localizer, args.backend, args.rois_from_truth),
+                             out_dir)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not recorder.connected(args.rois_from_truth):
+            if process.poll() is not None:
+                raise node_failure(process, out_dir)
+            if time.monotonic() > deadline:
+                raise DemoError(f'hand_cpm_node did not connect within {STARTUP_TIMEOUT_S:.0f} s '
+                                f'(log: {out_dir / "node.log"})')
+            recorder.executor.spin_once(timeout_sec=0.05)
+        warm_up(recorder, frames[0], args.rois_from_truth, process, out_dir)
+        stamps, rate = play(recorder, frames, args.fps, args.rois_from_truth, process, out_dir)
+        exit_code = stop_node(process)
+        if exit_code != 0:
+            raise node_failure(process, out_dir)
+        summary, records = evaluate(frames, stamps, recorder)
+        video_path, gif_path, gif_note = write_outputs(out_dir, frames, records, recorder,
+                                                       args.fps)
+    finally:
+        if process is not None:
+            stop_node(process)
+        if recorder is not None:
+            recorder.close()
+        context.try_shutdown()
+
+    summary = {'source': source, 'model': str(model),
+               'localizer': None if localizer is None else str(localizer),
+               'backend': args.backend, 'rois_from_truth': args.rois_from_truth,
+               'fps_requested': args.fps, 'publish_rate_hz': _finite_or_none(rate),
+               **summary, 'node_diagnostics': recorder.diagnostics,
+               'outputs': {'video': video_path.name, 'gif': None if gif_path is None else gif_path.name,
+                           'results': 'results.jsonl', 'node_log': 'node.log'}}
+    (out_dir / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n')
+    with (out_dir / 'results.jsonl').open('w') as stream:
+        for record in records:
+            stream.write(json.dumps(record) + '\n')
+    print(describe(summary))
+    if gif_note:
+        print(gif_note)
+    print(f'outputs in {out_dir}: {video_path.name}, {"" if gif_path is None else gif_path.name + ", "}'
+          'summary.json, results.jsonl, node.log')
+    if summary['frames_processed'] == 0:
+        print(f'hand-cpm-demo: error: the node processed none of the {len(stamps)} frames; see '
+              f'{out_dir / "node.log"}', file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    try:
+        return run(args)
+    except DemoError as error:
+        print(f'hand-cpm-demo: error: {error}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print('hand-cpm-demo: interrupted; the node was stopped', file=sys.stderr)
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""hand-cpm-demo end to end: the real hand_cpm_node in its own process, fed a rendered stream with
+the truth boxes on its rois topic, run by real ONNX Runtime on the fixed-peaks TEST MODEL (not a
+hand detector: its keypoints only prove the plumbing, never accuracy); a bag written with rosbags
+replayed; bad arguments and a node that cannot start give exit code 2 with one clear line."""
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip('rclpy')
+pytest.importorskip('hand_cpm_ros.msg', reason='messages not built: run scripts/setup.sh')
+pytest.importorskip('hand_cpm_train.synth.scene')
+
+from hand_cpm_ros import demo  # noqa: E402
+from hand_cpm_ros.geometry import clip_box, square_crop  # noqa: E402
+from hand_cpm_ros.ros_messages import box_to_roi, roi_to_box  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent / 'fixtures'))
+from fixed_peaks_model import build_fixed_peaks_model  # noqa: E402
+
+FRAMES = 20
+MIDDLE_MCP = 9  # the fixed-peaks model puts it on the centre of every crop
+
+
+@pytest.fixture(scope='module')
+def model_path(tmp_path_factory):
+    return build_fixed_peaks_model(tmp_path_factory.mktemp('model') / 'fixed_peaks_test.onnx')
+
+
+@pytest.fixture(scope='module')
+def rendered_run(model_path, tmp_path_factory, isolated_ros_environment):
+    out = tmp_path_factory.mktemp('demo') / 'run'
+    code = demo.main(['--out', str(out), '--frames', str(FRAMES), '--model', str(model_path),
+                      '--rois-from-truth', '--seed', '3'])
+    assert code == 0, (out / 'node.log').read_text()
+    summary = json.loads((out / 'summary.json').read_text())
+    records = [json.loads(line) for line in (out / 'results.jsonl').read_text().splitlines()]
+    return out, summary, records
+
+
+def read_video(path: Path) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            return frames
+        frames.append(image)
+
+
+def test_outputs_exist_and_summary_adds_up(rendered_run):
+    out, summary, records = rendered_run
+    for name in ('demo.mp4', 'demo.gif', 'summary.json', 'results.jsonl', 'node.log'):
+        assert (out / name).stat().st_size > 0, name
+    assert any((out / 'ros_log').iterdir())  # the node's ROS log stays in the out dir
+    assert summary['frames_published'] == FRAMES == len(records)
+    assert summary['frames_processed'] >= 1
+    assert summary['frames_processed'] + summary['frames_dropped'] == FRAMES
+    assert summary['frames_processed'] == sum(record['processed'] for record in records)
+    assert summary['heatmaps_received'] <= summary['frames_processed']
+    latency = summary['latency_ms']
+    assert 0 < latency['median'] <= latency['p95'] <= latency['max']
+    assert 0 < summary['publish_rate_hz'] <= 40
+    # the default stream: one hand for the first half, two for the second
+    assert [len(record['truth']) for record in records] == [1] * (FRAMES // 2) + [2] * (FRAMES // 2)
+    detection = summary['detection']
+    assert detection['true_hands'] == sum(len(r['truth']) for r in records if r['processed'])
+    assert 0 <= detection['matched'] <= detection['true_hands']
+    assert summary['keypoints']['n'] == detection['matched']
+    diagnostics = summary['node_diagnostics']
+    assert 'onnxruntime' in diagnostics['backend']
+    assert diagnostics['model'].endswith('fixed_peaks_test.onnx')
+    assert diagnostics['variant'] == 'test-fixed-peaks'
+
+
+def test_found_hands_sit_in_the_truth_boxes(rendered_run):
+    """Each true hand's box went to the node as a ROI; the test model puts keypoint 9 on the
+    centre of that ROI's square crop. ROIs have no stamp and travel on their own topic, so the
+    node may process a frame with the previous or the next frame's boxes, or with fewer of them:
+    every hand found must sit on a centre of this or a neighbouring frame's boxes, and some
+    frames must have all their hands."""
+    _, _, records = rendered_run
+
+    def centres(record):
+        return [square_crop(roi_to_box(box_to_roi(clip_box(hand['box'], 640, 480))), 0.25)[:2]
+                for hand in record['truth']]
+
+    complete = 0
+    for index, record in enumerate(records):
+        if not record['processed']:
+            continue
+        neighbours = records[max(index - 1, 0):index + 2]
+        allowed = [centre for other in neighbours for centre in centres(other)]
+        assert len(record['hands']) <= max(len(other['truth']) for other in neighbours)
+        for hand in record['hands']:
+            point = hand['keypoints'][MIDDLE_MCP][:2]
+            assert any(np.allclose(point, centre, atol=0.5) for centre in allowed), (index, point)
+            assert len(hand['keypoints']) == 21 and hand['track_id'] >= 1
+            assert min(score for _, _, score in hand['keypoints']) > 0.9
+        complete += len(record['hands']) == len(record['truth'])
+    assert complete >= 1
+
+
+def test_video_has_every_frame_side_by_side(rendered_run):
+    out, summary, records = rendered_run
+    frames = read_video(out / summary['outputs']['video'])
+    assert len(frames) == FRAMES
+    assert all(frame.shape == (480, 1280, 3) for frame in frames)
+    shown = next(i for i, r in enumerate(records) if r['processed'] and r['hands'] and r['heatmap'])
+    left, right = frames[shown][:, :640].astype(int), frames[shown][:, 640:].astype(int)
+    x, y, _ = records[shown]['hands'][0]['keypoints'][MIDDLE_MCP]
+    patch = (slice(int(y) - 2, int(y) + 3), slice(int(x) - 2, int(x) + 3))
+    assert np.abs(left[patch] - right[patch]).mean() < 40  # same place, both panels drawn
+    from PIL import Image
+    with Image.open(out / 'demo.gif') as gif:
+        assert gif.n_frames >= 2 and gif.size[0] == demo.GIF_WIDTH
+
+
+def test_bag_replays_with_its_frames(model_path, tmp_path, isolated_ros_environment):
+    from builtin_interfaces.msg import Time
+    from rclpy.serialization import serialize_message
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import Stores, get_typestore
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+
+    bag = tmp_path / 'camera_bag'
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    values = [40, 80, 120, 160, 200, 240]
+    with Writer(bag, version=8) as writer:
+        connection = writer.add_connection('/camera/image_raw', 'sensor_msgs/msg/Image',
+                                           typestore=typestore)
+        for index, value in enumerate(values):
+            rgb = np.full((240, 320, 3), (value, 0, 255 - value), np.uint8)
+            msg = Image(header=Header(stamp=Time(sec=10 + index), frame_id='bag_camera'),
+                        height=240, width=320, encoding='rgb8', step=960, data=rgb.tobytes())
+            writer.write(connection, (10 + index) * 10**9, serialize_message(msg))
+    out = tmp_path / 'out'
+    assert demo.main(['--bag', str(bag), '--out', str(out), '--model', str(model_path),
+                      '--fps', '30']) == 0
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['frames_published'] == len(values)
+    assert summary['frames_processed'] + summary['frames_dropped'] == len(values)
+    assert summary['frames_processed'] >= 1 and summary['hands_per_frame'] == 0.0
+    assert 'keypoints' not in summary and 'detection' not in summary  # a bag has no truth
+    frames = read_video(out / summary['outputs']['video'])
+    assert len(frames) == len(values) and frames[0].shape == (240, 640, 3)
+    # rgb8 was converted: frame 0 is (R, G, B) = (40, 0, 215), i.e. BGR (215, 0, 40)
+    np.testing.assert_allclose(frames[0][200, 100], (215, 0, 40), atol=12)
+
+
+def run_error(capsys, *argv):
+    code = demo.main(list(argv))
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_missing_files_and_bad_arguments_are_exit_code_2(capsys, tmp_path, model_path,
+                                                         monkeypatch):
+    code, lines = run_error(capsys, '--model', str(tmp_path / 'none.onnx'), '--out', str(tmp_path / 'a'))
+    assert code == 2 and lines == [f'hand-cpm-demo: error: --model {tmp_path / "none.onnx"} does not '
+                                   'exist or is not a file']
+    monkeypatch.setattr(demo, 'default_model_path', lambda name='hand_cpm.onnx': tmp_path / name)
+    code, lines = run_error(capsys, '--out', str(tmp_path / 'a'))
+    assert code == 2 and lines == [f'hand-cpm-demo: error: {demo.NO_DEFAULT_MODEL}']
+    code, lines = run_error(capsys, '--model', str(model_path), '--video', str(tmp_path / 'v.mp4'))
+    assert code == 2 and 'v.mp4 does not exist' in lines[0] and len(lines) == 1
+    code, lines = run_error(capsys, '--model', str(model_path), '--bag', str(tmp_path / 'nobag'))
+    assert code == 2 and 'nobag does not exist' in lines[0] and len(lines) == 1
+    video = tmp_path / 'clip.mp4'
+    video.write_bytes(b'x')
+    code, lines = run_error(capsys, '--model', str(model_path), '--video', str(video),
+                            '--rois-from-truth')
+    assert code == 2 and '--rois-from-truth needs the rendered stream' in lines[0]
+    code, lines = run_error(capsys, '--model', str(model_path), '--rois-from-truth',
+                            '--localizer', str(model_path))
+    assert code == 2 and 'drop --localizer or --rois-from-truth' in lines[0] and len(lines) == 1
+    occupied = tmp_path / 'occupied'
+    occupied.mkdir()
+    (occupied / 'keep.txt').write_text('mine')
+    code, lines = run_error(capsys, '--model', str(model_path), '--out', str(occupied))
+    assert code == 2 and 'pass --overwrite' in lines[0] and len(lines) == 1
+    assert (occupied / 'keep.txt').read_text() == 'mine'
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main(['--frames', '0'])
+    assert exit_info.value.code == 2 and '--frames must be in 1..' in capsys.readouterr().err
+
+
+def test_a_node_that_cannot_start_is_reported_in_one_line(capsys, tmp_path,
+                                                          isolated_ros_environment):
+    broken = tmp_path / 'broken.onnx'
+    broken.write_text('not a model')
+    code, lines = run_error(capsys, '--model', str(broken), '--frames', '2', '--out',
+                            str(tmp_path / 'out'))
+    errors = [line for line in lines if 'error' in line]
+    assert code == 2 and len(errors) == 1
+    assert 'hand_cpm_node exited with code 2' in errors[0] and 'cannot start' in errors[0]
+
+
+def test_with_a_localiser_hands_are_found_and_tracked(model_path, tmp_path,
+                                                      isolated_ros_environment):
+    """The default mode: the node's own localiser (a fixed-boxes TEST MODEL that always reports
+    the same two hands) proposes the crops; tracking keeps their ids over the stream."""
+    pytest.importorskip('hand_cpm_train.localizer_model')
+    from fixed_boxes_localizer import build_fixed_boxes_localizer
+
+    localizer = build_fixed_boxes_localizer(tmp_path / 'fixed_boxes_localizer.onnx')
+    out = tmp_path / 'out'
+    assert demo.main(['--out', str(out), '--frames', '8', '--hands', '1', '--model',
+                      str(model_path), '--localizer', str(localizer)]) == 0
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['localizer'] == str(localizer.resolve()) and not summary['rois_from_truth']
+    records = [json.loads(line) for line in (out / 'results.jsonl').read_text().splitlines()]
+    processed = [record for record in records if record['processed']]
+    assert processed and all(len(record['hands']) == 2 for record in processed)
+    track_ids = {tuple(sorted(hand['track_id'] for hand in record['hands'])) for record in processed}
+    assert len(track_ids) == 1  # the same two tracks in every frame
+    assert summary['hands_per_frame'] == 2.0 and summary['truth_hands_per_frame'] == 1.0
+    assert summary['detection']['false_positives'] >= len(processed)  # one of the two is not there

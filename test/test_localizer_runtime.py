@@ -1,0 +1,140 @@
+"""HandLocalizer end to end with a real ONNX graph in real ONNX Runtime (the fixed-boxes test
+model): boxes land in source pixels for any frame size and aspect ratio, empty frames give no
+hands, odd images are converted or refused, and hand-cpm-detect finds hands without --box."""
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from hand_cpm_ros.backends import create_backend
+from hand_cpm_ros.localizer import HandLocalizer, as_bgr8
+
+sys.path.insert(0, str(Path(__file__).parent / 'fixtures'))
+from fixed_boxes_localizer import TEST_BOXES_INPUT, build_fixed_boxes_localizer  # noqa: E402
+from fixed_peaks_model import build_fixed_peaks_model  # noqa: E402
+
+
+def quiet_backend(path):
+    return create_backend('onnxruntime', model_path=str(path), threads=1, logger=lambda _: None)
+
+
+@pytest.fixture(scope='module')
+def localizer_path(tmp_path_factory):
+    return build_fixed_boxes_localizer(tmp_path_factory.mktemp('loc') / 'localizer.onnx')
+
+
+@pytest.fixture(scope='module')
+def localizer(localizer_path):
+    return HandLocalizer(quiet_backend(localizer_path))
+
+
+def expected_source_boxes(width, height):
+    """TEST_BOXES_INPUT in a width x height frame, from the letterbox written out by hand:
+    one scale s for both axes, content centred by whole-pixel padding, pixel edges -0.5 kept;
+    clipped to the frame."""
+    s = min(320 / width, 256 / height)
+    resized_w, resized_h = round(width * s), round(height * s)
+    pad_x, pad_y = (320 - resized_w) // 2, (256 - resized_h) // 2
+    sx, sy = resized_w / width, resized_h / height
+    boxes = TEST_BOXES_INPUT.copy()
+    boxes[:, 0::2] = (boxes[:, 0::2] - pad_x + 0.5) / sx - 0.5
+    boxes[:, 1::2] = (boxes[:, 1::2] - pad_y + 0.5) / sy - 0.5
+    boxes[:, 0::2] = boxes[:, 0::2].clip(-0.5, width - 0.5)     # the frame's outer pixel edges
+    boxes[:, 1::2] = boxes[:, 1::2].clip(-0.5, height - 0.5)
+    return boxes
+
+
+@pytest.mark.parametrize('width, height', [(640, 480), (1280, 720), (480, 640), (333, 777),
+                                           (320, 256), (2000, 300)])
+def test_boxes_map_back_to_source_pixels_for_any_frame_size(localizer, width, height):
+    frame = np.random.default_rng(width).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    detections = localizer.detect(frame)
+    assert len(detections) == 2
+    expected = expected_source_boxes(width, height)
+    found = sorted(detections, key=lambda d: d.box[0])
+    for detection, box in zip(found, expected):
+        np.testing.assert_allclose(detection.box, box, atol=1e-3)
+    assert [d.handedness for d in found] == ['right', 'left']
+    assert all(d.score == pytest.approx(0.98, abs=1e-4) for d in found)
+
+
+def test_640x480_boxes_by_hand():
+    # scale 1/2, 8 rows of padding on top: input x -> 2x + 0.5, y -> 2(y - 8) + 0.5
+    np.testing.assert_allclose(expected_source_boxes(640, 480)[0], (240.5, 164.5, 320.5, 264.5))
+
+
+def test_empty_frame_gives_no_hands(tmp_path):
+    never = HandLocalizer(quiet_backend(build_fixed_boxes_localizer(tmp_path / 'empty.onnx',
+                                                                    np.zeros((0, 4)), ())))
+    assert never.detect(np.full((480, 640, 3), 90, np.uint8)) == []
+
+
+def test_max_hands_and_threshold_cap_the_boxes(localizer_path):
+    assert len(HandLocalizer(quiet_backend(localizer_path), max_hands=1).detect(
+        np.zeros((480, 640, 3), np.uint8))) == 1
+    assert HandLocalizer(quiet_backend(localizer_path), score_threshold=0.99).detect(
+        np.zeros((480, 640, 3), np.uint8)) == []
+
+
+def test_gray_bgra_and_16_bit_frames_are_converted(localizer):
+    gray16 = np.arange(480 * 640, dtype=np.uint16).reshape(480, 640) % 4096
+    converted = as_bgr8(gray16)
+    assert converted.shape == (480, 640, 3) and converted.dtype == np.uint8
+    assert converted[0, 0].tolist() == [0, 0, 0]
+    assert converted.max() == 255 and converted[6, 255].tolist() == [255, 255, 255]  # 4095 = max
+    bgra = np.dstack([np.full((4, 5, 3), (1, 2, 3), np.uint8), np.full((4, 5), 200, np.uint8)])
+    assert as_bgr8(bgra)[0, 0].tolist() == [1, 2, 3]
+    assert as_bgr8(np.full((4, 5, 1), 7, np.uint8))[3, 4].tolist() == [7, 7, 7]
+    assert as_bgr8(np.zeros((4, 5), np.uint16)).max() == 0
+    expected = expected_source_boxes(640, 480)
+    for frame in (gray16, gray16.astype(np.uint8), np.dstack([gray16.astype(np.uint8)] * 4)):
+        boxes = sorted(d.box for d in localizer.detect(frame))
+        np.testing.assert_allclose(boxes, expected, atol=1e-3)
+
+
+@pytest.mark.parametrize('image, message', [
+    (np.zeros((0, 640, 3), np.uint8), 'non-empty'),
+    (np.zeros((480, 0), np.uint8), 'non-empty'),
+    (np.zeros((48, 64, 2), np.uint8), '1, 3 or 4 channels'),
+    (np.zeros((48, 64, 3), np.float32), '8-bit or 16-bit'),
+    ([[1, 2], [3, 4]], 'numpy array'),
+])
+def test_bad_frames_are_refused_clearly(localizer, image, message):
+    with pytest.raises(ValueError, match=message):
+        localizer.detect(image)
+
+
+def test_a_keypoint_model_is_not_a_localizer(tmp_path):
+    keypoints = quiet_backend(build_fixed_peaks_model(tmp_path / 'cpm.onnx'))
+    with pytest.raises(ValueError, match='keypoints model, not a hand localiser'):
+        HandLocalizer(keypoints)
+
+
+def test_localizer_backend_checks_the_frame_shape(localizer):
+    backend = localizer.backend
+    assert backend.info.task == 'localizer' and backend.info.input_shape == (3, 256, 320)
+    assert backend.infer(np.zeros((0, 3, 256, 320), np.float32)).shape == (0, 6, 64, 80)
+    assert backend.infer(np.zeros((3, 3, 256, 320), np.float32)).shape == (3, 6, 64, 80)
+    with pytest.raises(ValueError, match=r'\(N,3,256,320\)'):
+        backend.infer(np.zeros((1, 3, 320, 256), np.float32))
+    with pytest.raises(ValueError, match='non-square'):
+        backend.info.input_size
+
+
+def test_detect_cli_finds_hands_without_box(tmp_path, localizer_path, capsys):
+    from hand_cpm_ros.detect_cli import main
+    image = tmp_path / 'frame.png'
+    cv2.imwrite(str(image), np.full((480, 640, 3), 100, np.uint8))
+    model = build_fixed_peaks_model(tmp_path / 'cpm.onnx')
+    assert main([str(image), '--model', str(model), '--localizer', str(localizer_path),
+                 '--json', '--hand-threshold', '0.0']) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(record['hands']) == 2
+    centres = sorted(np.mean(np.reshape(hand['box'], (2, 2)), axis=0)[0] for hand in record['hands'])
+    expected = expected_source_boxes(640, 480)
+    np.testing.assert_allclose(centres, (expected[:, 0] + expected[:, 2]) / 2, atol=25)
+    assert main([str(image), '--model', str(model), '--localizer', str(tmp_path / 'no.onnx')]) == 2
+    assert 'needs a hand localiser model' in capsys.readouterr().err

@@ -1,0 +1,91 @@
+"""The localiser through hand-cpm-train --task localizer, resume, hand-cpm-export (ORT parity) and
+hand-cpm-eval (JSON keys, refusal of training data). Tiny frames and few steps: this checks the
+machinery, not accuracy (the decode path is checked exactly in test_localizer_runtime.py)."""
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_data import write_frame_dataset
+
+from hand_cpm_ros.backends import create_backend
+from hand_cpm_train import evaluate, export, train
+from hand_cpm_train.checkpoint import load_checkpoint, load_model
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp('frames')
+    train_dir, val_dir = write_frame_dataset(root / 'train', 2, seed=1), write_frame_dataset(root / 'val', 2, seed=2)
+    out = root / 'run'
+    arguments = ['--task', 'localizer', '--frame-size', '128x96', '--data', str(train_dir),
+                 '--val-data', str(val_dir), '--out', str(out), '--batch-size', '2',
+                 '--workers', '0', '--lr', '3e-3', '--warmup-steps', '1', '--no-augment',
+                 '--log-every', '1', '--val-every', '3', '--no-progress']
+    assert train.main([*arguments, '--epochs', '5']) == 0
+    return train_dir, val_dir, out
+
+
+def read_log(run_dir):
+    with (run_dir / 'log.csv').open() as stream:
+        return list(csv.DictReader(stream))
+
+
+def test_training_logs_falling_losses_and_checkpoints_the_localizer(run):
+    _, _, out = run
+    for name in ('last.pt', 'best.pt', 'log.csv', 'config.json', 'loss.png'):
+        assert (out / name).is_file(), name
+    rows = read_log(out)
+    losses = [float(r['loss_total']) for r in rows if r['kind'] == 'train']
+    assert len(losses) == 5 and losses[-1] < losses[0]
+    assert all(float(r['loss_heat']) > 0 and float(r['loss_size']) >= 0
+               for r in rows if r['kind'] == 'train')
+    val = [r for r in rows if r['kind'] == 'val']
+    assert [(int(r['step']), int(r['val_n']), int(r['val_hands'])) for r in val] == [(3, 2, 4), (5, 2, 4)]
+    state = load_checkpoint(out / 'last.pt')
+    assert state['task'] == 'localizer' and state['step'] == 5
+    assert state['best_metric'] == max(float(r['val_ap']) for r in val)
+    model, config, codec = load_model(out / 'last.pt')
+    assert (config.name, config.input_width, config.input_height) == ('loc-lite', 128, 96)
+    assert codec == {'input_width': 128, 'input_height': 96, 'stride': 4, 'min_sigma': 0.8,
+                     'sigma_fraction': 1 / 6}
+    resolved = json.loads((out / 'config.json').read_text())
+    assert resolved['data']['train_frames'] == 2 and resolved['train']['variant'] == 'loc-lite'
+
+
+def test_resume_continues_and_a_keypoint_variant_is_refused(run, tmp_path):
+    _, _, out = run
+    assert train.main(['--out', str(out), '--resume', '--epochs', '6', '--no-progress']) == 0
+    assert load_checkpoint(out / 'last.pt')['step'] == 6
+    assert [int(r['step']) for r in read_log(out) if r['kind'] == 'train'] == [1, 2, 3, 4, 5, 6]
+    assert train.main(['--task', 'localizer', '--variant', 'cpm-lite', '--data', str(run[0]),
+                       '--out', str(tmp_path / 'x')]) == 2
+    assert train.main(['--task', 'localizer', '--frame-size', '100x90', '--data', str(run[0]),
+                       '--out', str(tmp_path / 'y'), '--workers', '0']) == 2
+
+
+def test_export_matches_torch_and_eval_reports_box_metrics(run, tmp_path, capsys):
+    train_dir, val_dir, out = run
+    onnx_path = tmp_path / 'loc.onnx'
+    assert export.main(['--checkpoint', str(out / 'best.pt'), '--out', str(onnx_path)]) == 0
+    backend = create_backend('onnxruntime', model_path=str(onnx_path), threads=1,
+                             logger=lambda _: None)
+    assert backend.info.task == 'localizer' and backend.info.input_shape == (3, 96, 128)
+    assert backend.output_name == 'localizer_maps'
+    model, _, _ = load_model(out / 'best.pt')
+    frames = np.random.default_rng(0).standard_normal((3, 3, 96, 128), dtype=np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(frames)).numpy()
+    np.testing.assert_allclose(backend.infer(frames), expected, atol=1e-4)
+
+    capsys.readouterr()
+    for model_path in (onnx_path, out / 'best.pt'):
+        assert evaluate.main(['--model', str(model_path), '--data', str(val_dir), '--json',
+                              '--workers', '0', '--no-progress']) == 0
+        result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert {'n', 'hands', 'precision', 'recall', 'ap'} <= set(result)
+        assert (result['task'], result['n'], result['hands']) == ('localizer', 2, 4)
+        assert 0.0 <= result['recall'] <= 1.0 and result['score_threshold'] == 0.4
+    assert evaluate.main(['--model', str(out / 'best.pt'), '--data', str(train_dir)]) == 2
+    assert 'used for training' in capsys.readouterr().err
