@@ -19,7 +19,6 @@ import json
 import os
 import shlex
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 
 from hand_cpm_ros.backends.base import BackendError, ModelInfo, normalize_crops
 from hand_cpm_ros.backends.onnxruntime_backend import read_onnx_metadata
+from hand_cpm_ros.files import write_atomic
 from hand_cpm_ros.localizer import letterbox
 
 SIDECAR_VERSION = 1
@@ -148,26 +148,13 @@ def sidecar_path(engine_path: str | os.PathLike) -> Path:
     return Path(f'{engine_path}.json')
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    handle, temp_name = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(handle, 'wb') as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
 def write_sidecar(engine_path: str | os.PathLike, sidecar: dict) -> Path:
     """Write the engine's JSON sidecar (all SIDECAR_KEYS required) and return its path."""
     missing = [key for key in SIDECAR_KEYS if key not in sidecar]
     if missing:
         raise ValueError(f'engine sidecar lacks {missing}')
     path = sidecar_path(engine_path)
-    _write_atomic(path, (json.dumps(sidecar, indent=2, sort_keys=True) + '\n').encode())
+    write_atomic(path, (json.dumps(sidecar, indent=2, sort_keys=True) + '\n').encode())
     return path
 
 
@@ -319,7 +306,7 @@ def _entropy_calibrator(trt, batches: Iterator[np.ndarray], batch_size: int,
             return None
 
         def write_calibration_cache(self, cache):
-            _write_atomic(cache_path, bytes(cache))
+            write_atomic(cache_path, bytes(cache))
 
         def free(self):
             cuda_check(cudart.cudaFree(self.device_input))
@@ -384,7 +371,7 @@ def build_engine(args: argparse.Namespace, info: ModelInfo, metadata: dict[str, 
         raise BackendError('TensorRT failed to build the engine (see its messages above)')
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out, bytes(serialized))
+    write_atomic(out, bytes(serialized))
     sidecar = {
         'sidecar_version': SIDECAR_VERSION, 'tensorrt_version': trt.__version__,
         'gpu_name': gpu_name, 'compute_capability': compute_capability,

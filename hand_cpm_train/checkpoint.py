@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from hand_cpm_ros.files import write_atomic
 from hand_cpm_ros.keypoints import KEYPOINT_NAMES
 from hand_cpm_ros.localizer import NUM_OUTPUTS
 from hand_cpm_train.localizer_model import LocalizerConfig, build_localizer
@@ -37,23 +37,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     missing = [key for key in REQUIRED_KEYS if key not in state]
     if missing:
         raise CheckpointError(f'checkpoint state lacks {missing}')
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(handle, 'wb') as stream:
-            torch.save(state, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    write_atomic(path, lambda stream: torch.save(state, stream))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location='cpu') -> dict:
