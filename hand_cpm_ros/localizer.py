@@ -243,7 +243,7 @@ class HandLocalizer:
 
     `score_threshold` is the minimum centre probability of a hand, `max_hands` the most boxes
     returned (best first), `nms_iou` the overlap above which two boxes are one hand. Satisfies
-    hand_cpm_ros.pipeline.HandLocalizer.
+    hand_cpm_ros.pipeline.BoxSource.
     """
 
     def __init__(self, backend: Backend, score_threshold: float = DEFAULT_SCORE_THRESHOLD,

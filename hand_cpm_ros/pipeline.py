@@ -44,7 +44,7 @@ class Handedness(enum.IntEnum):
 
 
 @runtime_checkable
-class HandLocalizer(Protocol):
+class BoxSource(Protocol):
     """Anything that finds hand boxes in whole frames (hand_cpm_ros.localizer.Detection: box in
     source pixels, score, handedness 'left'/'right'/None). Without one, crops come from tracking
     and external ROIs."""
@@ -223,7 +223,7 @@ class HandPipeline:
     """
 
     def __init__(self, backend: Backend, codec: HeatmapCodec | None = None,
-                 localizer: HandLocalizer | None = None, **settings):
+                 localizer: BoxSource | None = None, **settings):
         self.backend = backend
         info = backend.info
         self.codec = HeatmapCodec.from_dict(info.codec) if codec is None else codec
@@ -233,7 +233,7 @@ class HandPipeline:
         if info.num_maps <= NUM_KEYPOINTS:
             raise ValueError(f'the model gives {info.num_maps} maps; need {NUM_KEYPOINTS} keypoints '
                              f'+ background')
-        if localizer is not None and not isinstance(localizer, HandLocalizer):
+        if localizer is not None and not isinstance(localizer, BoxSource):
             raise ValueError(f'localizer must have a detect(image_bgr) method, got '
                              f'{type(localizer).__name__}')
         self.localizer = localizer

@@ -9,7 +9,7 @@ import pytest
 from hand_cpm_ros.backends import create_backend
 from hand_cpm_ros.geometry import apply_affine, crop_to_source_affine, square_crop
 from hand_cpm_ros.localizer import Detection
-from hand_cpm_ros.pipeline import (Handedness, HandLocalizer, HandPipeline, backproject_keypoints,
+from hand_cpm_ros.pipeline import (BoxSource, Handedness, HandPipeline, backproject_keypoints,
                                    default_model_path, draw_result)
 
 sys.path.insert(0, str(Path(__file__).parent / 'fixtures'))
@@ -145,7 +145,7 @@ def test_roi_outside_the_image_is_counted_not_fatal(backend):
 
 def test_localizer_detections_give_handedness_and_gate_the_score(backend):
     localizer = FixedBoxesLocalizer([Detection((100.0, 100.0, 200.0, 200.0), 0.8, 'left', 0.7)])
-    assert isinstance(localizer, HandLocalizer)
+    assert isinstance(localizer, BoxSource)
     pipeline = HandPipeline(backend, localizer=localizer)
     (hand,) = pipeline.process(grey()).hands
     assert (hand.handedness, hand.handedness_score, hand.source) == (Handedness.LEFT, 0.7, 'localizer')
