@@ -1,7 +1,8 @@
 """Measure the CPM variants on this machine: `hand-cpm-benchmark` (a command, never a test).
 
 Per variant and backend (ONNX Runtime CPU, torch CPU; both through hand_cpm_ros.backends, the
-code the node runs) and batch size: latency median / p95 and crops/s after warm-up. Per variant:
+code the node runs; on request also ONNX Runtime on the static INT8 model of hand-cpm-quantize,
+calibrated on noise) and batch size: latency median / p95 and crops/s after warm-up. Per variant:
 training images/s (forward + backward + AdamW step with cpm_loss, random data) and eval crops/s
 (torch, inference mode). The CPU's floor: a large MatMul in ONNX Runtime gives the peak GFLOP/s,
 and a variant's GFLOPs over that peak is the fastest a crop could possibly run. Weights are
@@ -33,8 +34,10 @@ from hand_cpm_train.export import export_onnx
 from hand_cpm_train.localizer_model import LOCALIZER_VARIANTS, build_localizer
 from hand_cpm_train.losses import cpm_loss
 from hand_cpm_train.models import VARIANTS, build_model, count_gflops, get_config
+from hand_cpm_train.quantize import quantize_onnx
 
 BACKENDS = ('onnxruntime', 'torch')
+INT8_BACKEND = 'onnxruntime-int8'  # the ONNX model after hand-cpm-quantize; measured when asked
 
 
 def time_runs(function, warmup: int, runs: int, time_limit: float) -> list[float]:
@@ -106,24 +109,31 @@ def benchmark_variant(name: str, args, peak: float, directory: Path, progress) -
     gflops = count_gflops(config)
     model = build_model(config).eval()
     codec = HeatmapCodec(input_size=config.input_size, stride=config.stride).to_dict()
-    files = {'onnxruntime': directory / f'{name}.onnx', 'torch': directory / f'{name}.pt'}
-    if 'onnxruntime' in args.backends:
+    files = {'onnxruntime': directory / f'{name}.onnx', 'torch': directory / f'{name}.pt',
+             INT8_BACKEND: directory / f'{name}.int8.onnx'}
+    if 'onnxruntime' in args.backends or INT8_BACKEND in args.backends:
         export_onnx(model, config, codec, files['onnxruntime'])
+    if INT8_BACKEND in args.backends:  # noise calibration: ranges do not change the speed
+        noise = (np.random.default_rng(seed).standard_normal(
+            (4, 3, config.input_size, config.input_size), dtype=np.float32) for seed in range(2))
+        quantize_onnx(files['onnxruntime'], files[INT8_BACKEND], noise, calibration_source='noise')
     if 'torch' in args.backends:
         save_checkpoint(files['torch'], {'format_version': FORMAT_VERSION,
                                          'model': model.state_dict(),
                                          'model_config': config.to_dict(), 'codec': codec})
     rows = []
     for backend_name in args.backends:
-        backend = create_backend(backend_name, model_path=str(files[backend_name]),
-                                 threads=args.threads, logger=lambda _message: None)
+        backend = create_backend('onnxruntime' if backend_name == INT8_BACKEND else backend_name,
+                                 model_path=str(files[backend_name]), threads=args.threads,
+                                 logger=lambda _message: None)
+        described = backend.describe() + (' int8' if backend_name == INT8_BACKEND else '')
         for batch in args.batches:
             progress.set_description(f'{name} {backend_name} batch {batch}')
             x = np.random.default_rng(batch).standard_normal(
                 (batch, 3, config.input_size, config.input_size), dtype=np.float32)
             times = time_runs(lambda: backend.infer(x), args.warmup, args.runs, args.time_limit)
             median = statistics.median(times)
-            rows.append({'variant': name, 'backend': backend.describe(), 'batch': batch,
+            rows.append({'variant': name, 'backend': described, 'batch': batch,
                          'runs': len(times), 'median_ms': 1e3 * median,
                          'p95_ms': 1e3 * percentile(times, 95), 'crops_per_s': batch / median,
                          'gflops': gflops, 'floor_ms': 1e3 * gflops / peak,
@@ -195,8 +205,10 @@ def get_args_parser() -> argparse.ArgumentParser:
         description='Latency, throughput and training speed of the CPM variants on this CPU.')
     parser.add_argument('--variants', nargs='*', default=list(VARIANTS), choices=list(VARIANTS),
                         help='variants to measure (default: all; none with an empty list)')
-    parser.add_argument('--backends', nargs='+', default=list(BACKENDS), choices=BACKENDS,
-                        help='backends to measure (default: all available here)')
+    parser.add_argument('--backends', nargs='+', default=list(BACKENDS),
+                        choices=(*BACKENDS, INT8_BACKEND),
+                        help=f'backends to measure (default: {" ".join(BACKENDS)}; '
+                             f'{INT8_BACKEND} = static INT8 from hand-cpm-quantize)')
     parser.add_argument('--batches', nargs='+', type=int, default=[1, 2, 4],
                         help='batch sizes (default 1 2 4)')
     parser.add_argument('--runs', type=int, default=30, help='timed runs per measurement')
