@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, fields
 import cv2
 import numpy as np
 
+from hand_cpm_ros.dataclass_io import from_known_fields
 from hand_cpm_ros.geometry import compose_affine, crop_affine
 
 
@@ -74,11 +75,7 @@ class AugmentConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> AugmentConfig:
-        known = {field.name for field in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f'unknown augmentation keys {unknown}; valid: {sorted(known)}')
-        return cls(**data)
+        return from_known_fields(cls, data, 'augmentation')
 
 
 @dataclass(frozen=True)

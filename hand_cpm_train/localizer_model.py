@@ -15,12 +15,13 @@ rows top and bottom), normalised BGR like the CPM light variants.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hand_cpm_ros.dataclass_io import from_known_fields
 from hand_cpm_ros.localizer import HEAT, NUM_OUTPUTS, OFFSET, SIDE, SIZE, LocalizerCodec
 from hand_cpm_train.models import IMAGENET_MEAN_BGR, IMAGENET_STD_BGR, ConvBNReLU, InvertedResidual
 
@@ -56,11 +57,7 @@ class LocalizerConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> LocalizerConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f'unknown localiser config keys {unknown}; valid: {sorted(known)}')
-        return cls(**data)
+        return from_known_fields(cls, data, 'localiser config')
 
 
 LOCALIZER_VARIANTS = {'loc-lite': LocalizerConfig()}

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hand_cpm_ros.dataclass_io import from_known_fields
 from hand_cpm_ros.keypoints import NUM_MAPS
 
 # OpenPose feeds the VGG front with bgr/256 - 0.5; (bgr/255 - 0.5) / 1 is the same up to 0.4%.
@@ -100,11 +101,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f'unknown model config keys {unknown}; valid: {sorted(known)}')
-        return cls(**data)
+        return from_known_fields(cls, data, 'model config')
 
 
 VARIANTS: dict[str, ModelConfig] = {
