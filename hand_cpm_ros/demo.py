@@ -20,13 +20,16 @@ and writes to DIR:
     results.jsonl one line per published frame: stamp, latency, the hands found, the truth
     node.log      the node's output
 
---rois-from-truth publishes the rendered truth boxes on the node's rois topic before each frame
-and runs the node without tracking: the keypoint network is then evaluated alone, on the true hand
-boxes, without a hand localiser (track ids are then new every frame). The boxes travel on their own
-topic, so a frame can occasionally be processed with the previous frame's boxes.
+--regions-from-truth publishes each frame's rendered truth boxes on the node's hand_regions topic
+(HandRegions with the frame's header) REGIONS_LEAD_FRAMES frames before the frame, and runs the
+node without tracking: the keypoint network is then evaluated alone, on the true hand boxes,
+without a hand localiser (track ids are then new every frame). The node uses a frame's own boxes
+only, so they must be there before the frame; the lead covers a message lost in transit and sent
+again (reliable QoS), which took about 0.3 s on the build machine.
 
 Frames are prepared (rendered, decoded) before publishing so that preparation speed never limits
-the stream. Stamps are the publish time, also for bags and videos, so latency is measurable.
+the stream. Each frame is stamped with the time it is due at --fps, and published then, also for
+bags and videos, so latency is measurable.
 """
 from __future__ import annotations
 
@@ -63,7 +66,8 @@ KEYPOINT_THRESHOLD = 0.2        # the node's default: keypoints below it are not
 DETECTION_IOU = 0.5             # a found hand matches a true hand at this box IoU
 STARTUP_TIMEOUT_S = 60.0
 WARM_UP_PERIOD_S = 0.5
-WARM_UP_ROI_TRIES = 6
+WARM_UP_REGIONS_TRIES = 6
+REGIONS_LEAD_FRAMES = 15        # --regions-from-truth: 0.5 s at 30 Hz; the node keeps 30 messages
 QUIET_S = 2.0                   # after the last frame: stop when nothing arrives for this long
 DRAIN_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
@@ -140,9 +144,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                              f'{DEFAULT_LOCALIZER_NAME} when it exists, else none)')
     parser.add_argument('--backend', choices=BACKEND_NAMES, default='auto',
                         help='inference backend of the node (default: auto)')
-    parser.add_argument('--rois-from-truth', action='store_true',
-                        help='give the node the rendered truth boxes on its rois topic (evaluates '
-                             'the keypoint network alone: no localiser, no tracking)')
+    parser.add_argument('--regions-from-truth', action='store_true',
+                        help='give the node each frame\'s rendered truth boxes on its '
+                             'hand_regions topic (evaluates the keypoint network alone: no '
+                             'localiser, no tracking)')
     return parser
 
 
@@ -245,7 +250,7 @@ def bag_frames(path: Path, topic: str | None, max_frames: int) -> list[Frame]:
 
 # ---------------------------------------------------------------------------------- the node
 def node_command(model: Path, localizer: Path | None, backend: str,
-                 rois_from_truth: bool) -> list[str]:
+                 regions_from_truth: bool) -> list[str]:
     """hand_cpm_node from the same installation as this module, with the demo's parameters."""
     command = [sys.executable, '-m', 'hand_cpm_ros.node', '--ros-args',
                '-r', f'__ns:={NAMESPACE}', '-r', f'/diagnostics:={NAMESPACE}/diagnostics',
@@ -254,11 +259,10 @@ def node_command(model: Path, localizer: Path | None, backend: str,
                # publisher is reliable
                '-p', f'qos_overrides.{NAMESPACE}/image.subscription.reliability:=reliable']
     command += ['-p', f'localizer_model:={"none" if localizer is None else localizer}']
-    if rois_from_truth:
-        # each frame's boxes replace the previous ones (an empty box clears them); crops come
-        # from the truth boxes only (no tracking proposals): the keypoint network is measured
-        # alone
-        command += ['-p', 'roi_timeout:=60.0', '-p', 'tracking:=false']
+    if regions_from_truth:
+        # crops come from the truth boxes only (no tracking proposals): the keypoint network is
+        # measured alone
+        command += ['-p', 'tracking:=false']
     return command
 
 
@@ -310,15 +314,17 @@ class Recorder:
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
-        from sensor_msgs.msg import Image, RegionOfInterest
+        from sensor_msgs.msg import Image
 
-        from .msg import HandKeypointsArray
+        from .msg import HandKeypointsArray, HandRegions
 
         self.node = Node('hand_cpm_demo_player', namespace=NAMESPACE, context=context)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self.image_pub = self.node.create_publisher(Image, 'image', 10)
-        self.roi_pub = self.node.create_publisher(RegionOfInterest, 'rois', 10)
+        # deep enough for every message of the lead, until the node has acknowledged them
+        self.regions_pub = self.node.create_publisher(HandRegions, 'hand_regions',
+                                                      2 * REGIONS_LEAD_FRAMES)
         self.hands: dict[int, tuple[object, int]] = {}
         self.heatmaps: dict[int, bytes] = {}
         self.diagnostics: dict[str, str] = {}
@@ -350,11 +356,11 @@ class Recorder:
                 self.diagnostics = {value.key: value.value for value in status.values}
                 self.diagnostics_arrival = time.monotonic()
 
-    def connected(self, rois: bool) -> bool:
+    def connected(self, regions: bool) -> bool:
         return (self.image_pub.get_subscription_count() > 0
                 and self.hands_sub.get_publisher_count() > 0
                 and self.heatmap_sub.get_publisher_count() > 0
-                and (not rois or self.roi_pub.get_subscription_count() > 0))
+                and (not regions or self.regions_pub.get_subscription_count() > 0))
 
     def spin_until(self, deadline: float) -> None:
         """Handle arrivals until time.monotonic() reaches `deadline`."""
@@ -366,44 +372,42 @@ class Recorder:
         self.node.destroy_node()
 
 
-def _publish_truth_rois(recorder: Recorder, truth: list[dict], width: int, height: int) -> None:
-    """Replace the node's boxes by one frame's truth boxes."""
-    from sensor_msgs.msg import RegionOfInterest
+def _set_stamp(frame: Frame, stamp_ns: int) -> None:
+    from rclpy.time import Time
 
-    from .ros_messages import box_to_roi
-
-    recorder.roi_pub.publish(RegionOfInterest())  # empty: clears the previous frame's boxes
-    for hand in truth:
-        recorder.roi_pub.publish(box_to_roi(clip_box(hand['box'], width, height)))
+    frame.msg.header.stamp = Time(nanoseconds=stamp_ns).to_msg()
 
 
-def _publish(recorder: Recorder, frame: Frame) -> int:
-    """Publish one frame stamped now; the stamp in nanoseconds."""
-    now = recorder.node.get_clock().now()
-    frame.msg.header.stamp = now.to_msg()
-    recorder.image_pub.publish(frame.msg)
-    return now.nanoseconds
+def _publish_truth_regions(recorder: Recorder, frame: Frame) -> None:
+    """Publish a stamped frame's truth boxes as HandRegions with the frame's header."""
+    from .ros_messages import hand_regions_msg
+
+    width, height = frame.size
+    recorder.regions_pub.publish(hand_regions_msg(
+        frame.msg.header, [clip_box(hand['box'], width, height) for hand in frame.truth]))
 
 
-def warm_up(recorder: Recorder, frame: Frame, rois_from_truth: bool, process: subprocess.Popen,
-            out_dir: Path) -> None:
+def warm_up(recorder: Recorder, frame: Frame, regions_from_truth: bool,
+            process: subprocess.Popen, out_dir: Path) -> None:
     """Publish `frame` every WARM_UP_PERIOD_S until its hands and heatmap come back: the node's
     publishers have then matched the recorder (a subscriber can see a publisher before that
-    publisher sees it) and its first, slowest inference is behind it. With --rois-from-truth, the
-    first WARM_UP_ROI_TRIES also wait for as many hands as boxes (the rois topic is connected
-    both ways); a model too poor to find them is then accepted as it is. Not counted."""
+    publisher sees it) and its first, slowest inference is behind it. With --regions-from-truth,
+    the first WARM_UP_REGIONS_TRIES also wait for as many hands as boxes (the hand_regions topic is
+    connected both ways); a model too poor to find them is then accepted as it is. Not counted."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     tries = 0
     while time.monotonic() < deadline:
         tries += 1
         if process.poll() is not None:
             raise node_failure(process, out_dir)
-        if rois_from_truth:
-            _publish_truth_rois(recorder, frame.truth, *frame.size)
-        stamp = _publish(recorder, frame)
+        stamp = recorder.now_ns()
+        _set_stamp(frame, stamp)
+        if regions_from_truth:
+            _publish_truth_regions(recorder, frame)
+        recorder.image_pub.publish(frame.msg)
         recorder.spin_until(time.monotonic() + WARM_UP_PERIOD_S)
         answered = stamp in recorder.hands and stamp in recorder.heatmaps
-        if answered and (not rois_from_truth or tries >= WARM_UP_ROI_TRIES
+        if answered and (not regions_from_truth or tries >= WARM_UP_REGIONS_TRIES
                          or len(recorder.hands[stamp][0].hands) == len(frame.truth)):
             recorder.hands.clear()
             recorder.heatmaps.clear()
@@ -412,22 +416,27 @@ def warm_up(recorder: Recorder, frame: Frame, rois_from_truth: bool, process: su
                     f'(log: {out_dir / "node.log"})')
 
 
-def play(recorder: Recorder, frames: list[Frame], fps: float, rois_from_truth: bool,
+def play(recorder: Recorder, frames: list[Frame], fps: float, regions_from_truth: bool,
          process: subprocess.Popen, out_dir: Path) -> tuple[list[int], float]:
-    """Publish every frame at `fps` (stamped at publish time), with --rois-from-truth its truth
-    boxes half a period earlier (so that the node has taken them when the frame comes), then wait
-    for the node's last results and for diagnostics sent after the last frame (so its counters
-    are final). Returns the stamps (ns) and the achieved publish rate."""
-    stamps = []
-    started = time.monotonic()
+    """Publish every frame at `fps`, stamped with the time it is due; with --regions-from-truth
+    its truth boxes REGIONS_LEAD_FRAMES frames earlier (the stream starts once the first ones are
+    out). Then wait for the node's last results and for diagnostics sent after the last frame (so
+    its counters are final). Returns the stamps (ns) and the achieved publish rate."""
+    lead = REGIONS_LEAD_FRAMES if regions_from_truth else 0
+    started = time.monotonic() + lead / fps
+    first_stamp = recorder.now_ns() + round(lead / fps * 1e9)
+    stamps = [first_stamp + round(index / fps * 1e9) for index in range(len(frames))]
+    for frame, stamp in zip(frames, stamps):
+        _set_stamp(frame, stamp)
+    for frame in frames[:lead]:
+        _publish_truth_regions(recorder, frame)
     for index, frame in enumerate(_progress(frames, len(frames), 'playing')):
         if process.poll() is not None:
             raise node_failure(process, out_dir)
-        if rois_from_truth:
-            recorder.spin_until(started + (index - 0.5) / fps)
-            _publish_truth_rois(recorder, frame.truth, *frame.size)
         recorder.spin_until(started + index / fps)
-        stamps.append(_publish(recorder, frame))
+        recorder.image_pub.publish(frame.msg)
+        if lead and index + lead < len(frames):
+            _publish_truth_regions(recorder, frames[index + lead])
     finished = time.monotonic()
     rate = (len(frames) - 1) / (finished - started) if len(frames) > 1 else float('nan')
     recorder.last_arrival = max(recorder.last_arrival, finished)
@@ -666,7 +675,7 @@ def describe(summary: dict) -> str:
 # ---------------------------------------------------------------------------------- main
 def resolve_models(args: argparse.Namespace) -> tuple[Path, Path | None]:
     """The keypoint model and the localiser (None: none, and always none with
-    --rois-from-truth, which measures the keypoint network alone)."""
+    --regions-from-truth, which measures the keypoint network alone)."""
     model = args.model or default_model_path()
     if not model.is_file():
         raise DemoError(NO_DEFAULT_MODEL if args.model is None else
@@ -675,7 +684,7 @@ def resolve_models(args: argparse.Namespace) -> tuple[Path, Path | None]:
     if localizer is not None and not localizer.is_file():
         raise DemoError(f'--localizer {localizer} does not exist or is not a file')
     shipped = default_model_path(DEFAULT_LOCALIZER_NAME)
-    if localizer is None and shipped.is_file() and not args.rois_from_truth:
+    if localizer is None and shipped.is_file() and not args.regions_from_truth:
         localizer = shipped
     return model.resolve(), None if localizer is None else localizer.resolve()
 
@@ -695,12 +704,12 @@ def prepare_out_dir(args: argparse.Namespace) -> Path:
 def check_args(args: argparse.Namespace) -> None:
     if args.topic is not None and args.bag is None:
         raise DemoError('--topic only applies to --bag')
-    if args.rois_from_truth and (args.video or args.bag):
-        raise DemoError('--rois-from-truth needs the rendered stream (a video or bag has no '
-                        'truth boxes): drop --video/--bag or --rois-from-truth')
-    if args.rois_from_truth and args.localizer:
-        raise DemoError('--rois-from-truth measures the keypoint network alone, without a '
-                        'localiser: drop --localizer or --rois-from-truth')
+    if args.regions_from_truth and (args.video or args.bag):
+        raise DemoError('--regions-from-truth needs the rendered stream (a video or bag has no '
+                        'truth boxes): drop --video/--bag or --regions-from-truth')
+    if args.regions_from_truth and args.localizer:
+        raise DemoError('--regions-from-truth measures the keypoint network alone, without a '
+                        'localiser: drop --localizer or --regions-from-truth')
 
 
 def run(args: argparse.Namespace) -> int:
@@ -711,10 +720,10 @@ def run(args: argparse.Namespace) -> int:
     if args.bag is not None and not args.bag.exists():
         raise DemoError(f'--bag {args.bag} does not exist')
     out_dir = prepare_out_dir(args)
-    if localizer is None and not args.rois_from_truth:
+    if localizer is None and not args.regions_from_truth:
         print('hand-cpm-demo: note: no hand localiser (no --localizer, no '
               f'{default_model_path(DEFAULT_LOCALIZER_NAME)}): the node finds no hands without '
-              'boxes; --rois-from-truth gives it the rendered ones', file=sys.stderr)
+              'boxes; --regions-from-truth gives it the rendered ones', file=sys.stderr)
 
     import rclpy
 
@@ -734,18 +743,18 @@ def run(args: argparse.Namespace) -> int:
             frames = rendered_frames(args.frames, args.hands, args.seed)
             source = f'rendered stream (hands: {args.hands}, seed {args.seed})'
         recorder = Recorder(context)
-        process = start_node(node_command(model, localizer, args.backend, args.rois_from_truth),
-                             out_dir)
+        process = start_node(node_command(model, localizer, args.backend,
+                                          args.regions_from_truth), out_dir)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not recorder.connected(args.rois_from_truth):
+        while not recorder.connected(args.regions_from_truth):
             if process.poll() is not None:
                 raise node_failure(process, out_dir)
             if time.monotonic() > deadline:
                 raise DemoError(f'hand_cpm_node did not connect within {STARTUP_TIMEOUT_S:.0f} s '
                                 f'(log: {out_dir / "node.log"})')
             recorder.executor.spin_once(timeout_sec=0.05)
-        warm_up(recorder, frames[0], args.rois_from_truth, process, out_dir)
-        stamps, rate = play(recorder, frames, args.fps, args.rois_from_truth, process, out_dir)
+        warm_up(recorder, frames[0], args.regions_from_truth, process, out_dir)
+        stamps, rate = play(recorder, frames, args.fps, args.regions_from_truth, process, out_dir)
         exit_code = stop_node(process)
         if exit_code != 0:
             raise node_failure(process, out_dir)
@@ -761,7 +770,7 @@ def run(args: argparse.Namespace) -> int:
 
     summary = {'source': source, 'model': str(model),
                'localizer': None if localizer is None else str(localizer),
-               'backend': args.backend, 'rois_from_truth': args.rois_from_truth,
+               'backend': args.backend, 'regions_from_truth': args.regions_from_truth,
                'fps_requested': args.fps, 'publish_rate_hz': _finite_or_none(rate),
                **summary, 'node_diagnostics': recorder.diagnostics,
                'outputs': {'video': video_path.name, 'gif': None if gif_path is None else gif_path.name,

@@ -4,9 +4,10 @@ Subscribes
   image (sensor_msgs/Image), or image/compressed (sensor_msgs/CompressedImage) when
       compressed_input is true; sensor-data QoS, overridable by parameters
       (qos_overrides./image.subscription.reliability, ...). Remap both names when needed.
-  rois (sensor_msgs/RegionOfInterest): external hand boxes in image pixels, one box per message.
-      The message has no stamp, so a box is used for every frame processed within roi_timeout
-      seconds of its arrival; an empty box (width or height 0) clears them.
+  hand_regions (hand_cpm_ros/HandRegions): hand boxes from another detector, stamped like the
+      image they were found in. The last REGIONS_BUFFER messages are kept; a frame uses those with
+      its frame_id and its stamp, or the closest stamp within regions_sync_tolerance, and never
+      others. Regions that arrive after their frame was processed are not used.
   depth (sensor_msgs/Image 16UC1 mm or 32FC1 m, registered to the colour image) and camera_info
       (sensor_msgs/CameraInfo) when use_depth is true: 3D keypoints and 3D markers.
 Publishes
@@ -42,14 +43,14 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from .backends import BACKEND_NAMES, BackendError, create_backend
 from .image_conversion import ImageConversionError
 from .localizer import DEFAULT_SCORE_THRESHOLD, HandLocalizer
-from .msg import HandKeypointsArray
+from .msg import HandKeypointsArray, HandRegions
 from .pipeline import DEFAULT_LOCALIZER_NAME, HandPipeline, default_model_path, draw_result
 from .ros_messages import (bgr_to_image_msg, camera_matrix_from_info, compressed_msg_to_bgr,
                            depth_msg_to_metres, diagnostics_msg, hands_to_markers, hands_to_msg,
@@ -59,6 +60,7 @@ NODE_NAME = 'hand_cpm_node'
 WARN_PERIOD_S = 5.0
 STATS_WINDOW_S = 5.0
 DEPTH_WINDOW_PX = 5
+REGIONS_BUFFER = 30  # HandRegions messages kept (and queued by DDS): about 1 s of a 30 Hz camera
 
 # ROS parameter -> PipelineSettings field; validated together by PipelineSettings.
 PIPELINE_PARAMETERS = {
@@ -96,7 +98,7 @@ PARAMETERS = {
     'localizer_model': ('', dict(
         description='Hand localiser for whole frames (.onnx, .pt, or a TensorRT engine); empty = '
                     'the shipped models/hand_localizer.onnx when present, else none (crops come '
-                    'from tracking and the rois topic); "none" = disabled',
+                    'from tracking and the hand_regions topic); "none" = disabled',
         read_only=True)),
     'localizer_threshold': (DEFAULT_SCORE_THRESHOLD, dict(
         description='Hand boxes of the localiser scoring below this are ignored',
@@ -133,12 +135,22 @@ PARAMETERS = {
     'heatmap_alpha': (0.5, dict(description='Opacity of the belief maps in hands/heatmap',
                                 floating_point_range=_float_range(0.0, 1.0))),
     'publish_markers': (True, dict(description='Publish hands/markers for RViz')),
-    'roi_timeout': (1.0, dict(description='Seconds an external ROI stays in use after it arrives',
-                              floating_point_range=_float_range(0.0, 60.0))),
+    'regions_sync_tolerance': (0.0, dict(
+        description='Largest stamp difference (s) between a frame and the hand_regions used '
+                    'for it; 0 = only regions with the frame\'s own stamp',
+        floating_point_range=_float_range(0.0, 1.0))),
     'depth_sync_tolerance': (0.05, dict(
         description='Largest stamp difference (s) between a colour frame and the depth used',
         floating_point_range=_float_range(0.0, 1.0))),
 }
+
+
+@dataclass
+class _Regions:
+    """One HandRegions message, as the node keeps it."""
+    stamp_ns: int
+    frame_id: str
+    boxes: list[tuple[float, float, float, float]]
 
 
 class StartupError(RuntimeError):
@@ -235,14 +247,14 @@ class HandCpmNode(Node):
         self.model_path = model_path
         self.heatmap_alpha = value['heatmap_alpha']
         self.publish_markers = value['publish_markers']
-        self.roi_timeout = value['roi_timeout']
+        self.regions_sync_tolerance = value['regions_sync_tolerance']
         self.depth_sync_tolerance = value['depth_sync_tolerance']
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
 
         self._lock = threading.Lock()
         self._latest: _Frame | None = None
-        self._rois: list[tuple[tuple[float, float, float, float], float]] = []
+        self._regions: collections.deque[_Regions] = collections.deque(maxlen=REGIONS_BUFFER)
         self._depth: collections.deque[Image] = collections.deque(maxlen=10)
         self._camera_matrix: np.ndarray | None = None
         self._last_warning: dict[str, float] = {}
@@ -251,6 +263,10 @@ class HandCpmNode(Node):
         inputs = MutuallyExclusiveCallbackGroup()
         worker = MutuallyExclusiveCallbackGroup()
         overrides = QoSOverridingOptions.with_default_policies()
+        # Before the image subscription: when a frame and its regions wait together, the executor
+        # usually takes the regions first.
+        self.create_subscription(HandRegions, 'hand_regions', self._on_hand_regions,
+                                 REGIONS_BUFFER, callback_group=inputs)
         if value['compressed_input']:
             self.create_subscription(CompressedImage, 'image/compressed', self._on_image,
                                      qos_profile_sensor_data, callback_group=inputs,
@@ -258,7 +274,6 @@ class HandCpmNode(Node):
         else:
             self.create_subscription(Image, 'image', self._on_image, qos_profile_sensor_data,
                                      callback_group=inputs, qos_overriding_options=overrides)
-        self.create_subscription(RegionOfInterest, 'rois', self._on_roi, 10, callback_group=inputs)
         if value['use_depth']:
             self.create_subscription(Image, 'depth', self._on_depth, qos_profile_sensor_data,
                                      callback_group=inputs, qos_overriding_options=overrides)
@@ -285,7 +300,7 @@ class HandCpmNode(Node):
         path = Path(name) if name else default_model_path(DEFAULT_LOCALIZER_NAME)
         if not name and not path.is_file():
             self.get_logger().info(f'no hand localiser ({path} is not there): crops come from '
-                                   f'tracking and the rois topic')
+                                   f'tracking and the hand_regions topic')
             return None
         if not path.is_file():
             raise StartupError(f'localizer_model={name!r} does not exist; give an exported '
@@ -321,7 +336,7 @@ class HandCpmNode(Node):
         if changes:
             self.pipeline.update_settings(**changes)
         for parameter in parameters:
-            if parameter.name in ('heatmap_alpha', 'publish_markers', 'roi_timeout',
+            if parameter.name in ('heatmap_alpha', 'publish_markers', 'regions_sync_tolerance',
                                   'depth_sync_tolerance'):
                 setattr(self, parameter.name, parameter.value)
 
@@ -334,12 +349,14 @@ class HandCpmNode(Node):
         self.stats.on_received(now, replaced)
         self._wake_worker.trigger()
 
-    def _on_roi(self, roi: RegionOfInterest) -> None:
+    def _on_hand_regions(self, msg: HandRegions) -> None:
+        boxes = [roi_to_box(roi) for roi in msg.regions if roi.width > 0 and roi.height > 0]
+        if len(boxes) < len(msg.regions):
+            self._warn(f'hand_regions: {len(msg.regions) - len(boxes)} empty region(s) ignored '
+                       f'(width or height 0)')
         with self._lock:
-            if roi.width == 0 or roi.height == 0:
-                self._rois = []
-            else:
-                self._rois.append((roi_to_box(roi), time.monotonic()))
+            self._regions.append(_Regions(_nanoseconds(msg.header.stamp), msg.header.frame_id,
+                                          boxes))
 
     def _on_depth(self, msg: Image) -> None:
         with self._lock:
@@ -365,13 +382,27 @@ class HandCpmNode(Node):
             self.get_logger().warning(text)
 
     # ------------------------------------------------------------------ worker
-    def _inputs_for(self, stamp: float):
-        """The live ROIs, and the depth image closest to `stamp` (within depth_sync_tolerance)
-        with the camera matrix, or None for both."""
+    def _regions_for(self, header: Header) -> list[tuple[float, float, float, float]]:
+        """The boxes of the buffered HandRegions for the frame of `header`: same frame_id, stamp
+        closest to the frame's within regions_sync_tolerance (the newest message among equally
+        close ones); none when no message qualifies. Call with self._lock held."""
+        stamp = _nanoseconds(header.stamp)
+        in_time = [regions for regions in self._regions
+                   if abs(regions.stamp_ns - stamp) <= self.regions_sync_tolerance * 1e9]
+        matching = [regions for regions in in_time if regions.frame_id == header.frame_id]
+        if not matching:
+            if in_time:
+                self._warn(f'hand_regions for frame_id {in_time[-1].frame_id!r} not used: the '
+                           f'image is in {header.frame_id!r}')
+            return []
+        return min(reversed(matching), key=lambda regions: abs(regions.stamp_ns - stamp)).boxes
+
+    def _inputs_for(self, header: Header):
+        """This frame's hand regions, and the depth image closest to its stamp (within
+        depth_sync_tolerance) with the camera matrix, or None for both."""
+        stamp = _seconds(header.stamp)
         with self._lock:
-            now = time.monotonic()
-            self._rois = [(box, at) for box, at in self._rois if now - at <= self.roi_timeout]
-            rois = [box for box, _ in self._rois]
+            rois = self._regions_for(header)
             if not self._depth or self._camera_matrix is None:
                 return rois, None, None
             closest = min(self._depth, key=lambda m: abs(_seconds(m.header.stamp) - stamp))
@@ -386,7 +417,7 @@ class HandCpmNode(Node):
             return
         header = frame.msg.header
         stamp = _seconds(header.stamp)
-        rois, depth_msg, camera_matrix = self._inputs_for(stamp)
+        rois, depth_msg, camera_matrix = self._inputs_for(header)
         try:
             image = (compressed_msg_to_bgr(frame.msg) if isinstance(frame.msg, CompressedImage)
                      else image_msg_to_bgr(frame.msg))
@@ -417,7 +448,7 @@ class HandCpmNode(Node):
             self._warn(f'{result.dropped["non_finite_maps"]} hand crop(s) dropped: '
                                      f'the backend returned NaN/inf belief maps')
         if result.dropped['roi_outside_image']:
-            self._warn(f'{result.dropped["roi_outside_image"]} ROI(s) ignored: outside '
+            self._warn(f'{result.dropped["roi_outside_image"]} hand region(s) ignored: outside '
                               f'the {image.shape[1]}x{image.shape[0]} image')
         self.hands_pub.publish(hands_to_msg(result, header))
         keypoint_threshold = self.pipeline.settings.keypoint_threshold
@@ -446,6 +477,11 @@ class HandCpmNode(Node):
 
 def _seconds(stamp) -> float:
     return stamp.sec + 1e-9 * stamp.nanosec
+
+
+def _nanoseconds(stamp) -> int:
+    """A stamp as integer nanoseconds, for exact comparisons."""
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 def main(args: list[str] | None = None) -> int:

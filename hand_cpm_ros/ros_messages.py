@@ -1,5 +1,5 @@
-"""Pipeline results -> ROS messages (HandKeypointsArray, MarkerArray, DiagnosticArray) and sensor
-messages <-> numpy images.
+"""Pipeline results -> ROS messages (HandKeypointsArray, MarkerArray, DiagnosticArray), hand boxes
+-> HandRegions, and sensor messages <-> numpy images.
 
 Uses the message classes only, never rclpy, so it is testable without a ROS graph. Colour images go
 through cv_bridge when it imports (a robot with ROS installed) and through the package's own
@@ -12,7 +12,7 @@ with pixel centres at integer coordinates.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -24,7 +24,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from .image_conversion import ImageConversionError, bgr_to_image_fields, depth_to_metres, image_to_bgr
 from .keypoints import FINGER_COLORS_BGR, NUM_KEYPOINTS, SKELETON, finger_of
-from .msg import HandKeypoints, HandKeypointsArray
+from .msg import HandKeypoints, HandKeypointsArray, HandRegions
 from .pipeline import FrameResult
 
 try:  # a robot's ROS 2 cv_bridge; PyPI's cv-bridge is ROS 1 and is not used
@@ -95,6 +95,13 @@ def box_to_roi(box: tuple[float, float, float, float]) -> RegionOfInterest:
     x0, y0, x1, y1 = (int(round(value + 0.5)) for value in box)
     return RegionOfInterest(x_offset=max(x0, 0), y_offset=max(y0, 0),
                             width=max(x1 - x0, 0), height=max(y1 - y0, 0))
+
+
+def hand_regions_msg(header: Header,
+                     boxes: Sequence[tuple[float, float, float, float]]) -> HandRegions:
+    """The HandRegions of one image: its `header` (stamp, frame_id) and continuous (x0, y0, x1, y1)
+    `boxes`, already clipped to the image."""
+    return HandRegions(header=header, regions=[box_to_roi(box) for box in boxes])
 
 
 def hands_to_msg(result: FrameResult, header: Header) -> HandKeypointsArray:

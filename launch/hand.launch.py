@@ -33,8 +33,9 @@ def generate_launch_description() -> LaunchDescription:
                                           'or 32FC1 m (used with use_depth)'),
         DeclareLaunchArgument('use_depth', default_value='false',
                               description='Fill 3D keypoints and 3D markers from depth + camera_info'),
-        DeclareLaunchArgument('rois', default_value='rois',
-                              description='Topic of external hand boxes (sensor_msgs/RegionOfInterest)'),
+        DeclareLaunchArgument('hand_regions', default_value='hand_regions',
+                              description='Topic of hand boxes from another detector '
+                                          '(hand_cpm_ros/HandRegions, stamped like their image)'),
         DeclareLaunchArgument('backend', default_value='auto',
                               choices=['auto', 'onnxruntime', 'tensorrt', 'torch'],
                               description='Inference backend'),
@@ -65,7 +66,7 @@ def generate_launch_description() -> LaunchDescription:
         remappings=[('image', image), ('image/compressed', [image, '/compressed']),
                     ('camera_info', LaunchConfiguration('camera_info')),
                     ('depth', LaunchConfiguration('depth')),
-                    ('rois', LaunchConfiguration('rois'))])
+                    ('hand_regions', LaunchConfiguration('hand_regions'))])
     rviz = Node(package='rviz2', executable='rviz2', name='rviz2', output='screen',
                 arguments=['-d', str(share / 'config' / 'hand.rviz')],
                 condition=IfCondition(LaunchConfiguration('use_rviz')))

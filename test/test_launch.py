@@ -16,8 +16,9 @@ rclpy = pytest.importorskip('rclpy')
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / 'launch' / 'hand.launch.py'
-EXPECTED_ARGUMENTS = {'image', 'compressed_input', 'camera_info', 'depth', 'use_depth', 'rois',
-                      'backend', 'model', 'engine', 'params_file', 'namespace', 'use_rviz'}
+EXPECTED_ARGUMENTS = {'image', 'compressed_input', 'camera_info', 'depth', 'use_depth',
+                      'hand_regions', 'backend', 'model', 'engine', 'params_file', 'namespace',
+                      'use_rviz'}
 
 
 def launch_calls(name: str) -> list[ast.Call]:
@@ -48,7 +49,7 @@ def test_launch_runs_the_registered_node_with_its_remappings():
     assert ast.literal_eval(keyword(node, 'package')) == 'hand_cpm_ros'
     assert "'hand_cpm_node = hand_cpm_ros.node:main'," in (REPO / 'setup.py').read_text()
     remapped = {ast.literal_eval(pair.elts[0]) for pair in keyword(node, 'remappings').elts}
-    assert remapped == {'image', 'image/compressed', 'camera_info', 'depth', 'rois'}
+    assert remapped == {'image', 'image/compressed', 'camera_info', 'depth', 'hand_regions'}
 
 
 def test_files_the_launch_points_to_exist_and_are_installed():

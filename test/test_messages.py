@@ -1,5 +1,6 @@
-"""The HandKeypoints messages: they import, their constants match the shared keypoint table, and a
-fully filled HandKeypointsArray crosses processes over real DDS with every field intact."""
+"""The package's messages: they import, the HandKeypoints constants match the shared keypoint
+table, a fully filled HandKeypointsArray crosses processes over real DDS with every field intact,
+and HandRegions are built from boxes with the image's header."""
 import math
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from hand_cpm_ros.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
 msg_module = pytest.importorskip('hand_cpm_ros.msg', reason='messages not built: run scripts/setup.sh')
 HandKeypoints = msg_module.HandKeypoints
 HandKeypointsArray = msg_module.HandKeypointsArray
+HandRegions = msg_module.HandRegions
 
 FIXTURES = Path(__file__).parent / 'fixtures'
 sys.path.insert(0, str(FIXTURES))
@@ -33,6 +35,21 @@ def test_defaults_have_21_keypoints_and_no_3d():
     assert len(hand.keypoints) == 21 and len(hand.confidences) == 21
     assert list(hand.keypoints_3d) == []
     assert hand.handedness == HandKeypoints.HANDEDNESS_UNKNOWN
+
+
+def test_hand_regions_carry_the_image_header_and_the_pixels_of_each_box():
+    from builtin_interfaces.msg import Time
+    from std_msgs.msg import Header
+
+    from hand_cpm_ros.ros_messages import hand_regions_msg, roi_to_box
+
+    header = Header(stamp=Time(sec=1234, nanosec=567), frame_id='camera_color_optical_frame')
+    msg = hand_regions_msg(header, [(99.5, 99.5, 219.5, 239.5), (0.2, 10.2, 30.7, 40.1)])
+    assert isinstance(msg, HandRegions) and msg.header == header
+    assert [(r.x_offset, r.y_offset, r.width, r.height) for r in msg.regions] == \
+        [(100, 100, 120, 140), (1, 11, 30, 30)]
+    assert roi_to_box(msg.regions[0]) == (99.5, 99.5, 219.5, 239.5)
+    assert list(hand_regions_msg(header, []).regions) == []
 
 
 def _wait_for(predicate, executor, timeout):

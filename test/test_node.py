@@ -1,7 +1,8 @@
 """hand_cpm_node in its own process, over real DDS, with the fixed-peaks TEST MODEL run by real
 ONNX Runtime: keypoint positions, headers and every field; heatmap, markers, diagnostics; bad input
-survived; parameters through the parameter services; a rosbag replay equal to live; compressed
-input with depth for 3D; a missing model is exit code 2. Every wait is for a condition."""
+survived; parameters through the parameter services; hand regions used only for the frame they are
+stamped for; a rosbag replay equal to live; compressed input with depth for 3D; a missing model is
+exit code 2. Every wait is for a condition."""
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from std_msgs.msg import Header  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from hand_cpm_ros.geometry import apply_affine, crop_to_source_affine, square_crop  # noqa: E402
-from hand_cpm_ros.msg import HandKeypointsArray  # noqa: E402
+from hand_cpm_ros.msg import HandKeypointsArray, HandRegions  # noqa: E402
 from hand_cpm_ros.ros_messages import bgr_to_image_msg, box_to_roi, roi_to_box  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,6 +37,7 @@ from fixed_peaks_model import (TEST_INPUT_SIZE, TEST_KEYPOINTS_CROP,  # noqa: E4
                                build_fixed_peaks_model)
 
 ROI = RegionOfInterest(x_offset=100, y_offset=100, width=120, height=140)
+OTHER_ROI = RegionOfInterest(x_offset=300, y_offset=200, width=100, height=110)
 FRAME_ID = 'camera_color_optical_frame'
 # Best-effort delivery (the sensor-data default) loses 640x480 frames here: they exceed Fast DDS's
 # shared-memory segment and go as UDP fragments. The QoS override parameters make it reliable.
@@ -46,6 +48,10 @@ K = (500.0, 0.0, 319.5, 0.0, 500.0, 239.5, 0.0, 0.0, 1.0)
 def expected_keypoints(box, margin=0.25):
     cx, cy, side = square_crop(box, margin)
     return apply_affine(crop_to_source_affine(cx, cy, side, TEST_INPUT_SIZE), TEST_KEYPOINTS_CROP)
+
+
+def pixels(hand) -> np.ndarray:
+    return np.array([(p.x, p.y) for p in hand.keypoints])
 
 
 def start_node(model_path: Path, log_path: Path, *parameters: str,
@@ -77,7 +83,7 @@ class Client:
         create = self.node.create_publisher
         self.image_pub = create(Image, 'image', 10)
         self.compressed_pub = create(CompressedImage, 'image/compressed', 10)
-        self.roi_pub = create(RegionOfInterest, 'rois', 10)
+        self.regions_pub = create(HandRegions, 'hand_regions', 10)
         self.depth_pub = create(Image, 'depth', 10)
         self.info_pub = create(CameraInfo, 'camera_info', 10)
         self.hands, self.heatmaps, self.markers, self.diagnostics = [], [], [], []
@@ -125,9 +131,27 @@ class Client:
                 self.executor.spin_once(timeout_sec=0.02)
         raise AssertionError(f'no accepted result within {timeout} s; got {len(self.hands)} results')
 
-    def publish_roi(self, roi: RegionOfInterest) -> None:
-        assert self.wait_for(lambda: self.roi_pub.get_subscription_count() > 0), 'node not found'
-        self.roi_pub.publish(roi)
+    def publish_regions(self, header: Header, regions=(ROI,)) -> None:
+        assert self.wait_for(lambda: self.regions_pub.get_subscription_count() > 0), \
+            'node not found'
+        self.regions_pub.publish(HandRegions(header=header, regions=list(regions)))
+
+    def publish_with_regions(self, header: Header, regions=(ROI,), **image) -> None:
+        """A grey frame (grey_image(header, **image)), its HandRegions just before it."""
+        self.publish_regions(header, regions)
+        self.image_pub.publish(grey_image(header, **image))
+
+    def regions_received(self) -> None:
+        """Return once the node has every HandRegions published so far: a frame sent with its
+        regions after them comes back with a hand (one publisher delivers in order)."""
+        self.send_until(self.publish_with_regions, has_hands())
+
+    def result_of(self, image: Image):
+        """Publish `image` alone and return the node's result for it."""
+        self.image_pub.publish(image)
+        assert self.wait_for(lambda: self.result_for(image.header) is not None), \
+            f'no result for {image.header.stamp}'
+        return self.result_for(image.header)
 
     def call(self, service_type, name: str, request):
         client = self.node.create_client(service_type, name)
@@ -171,10 +195,10 @@ def node_log(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def client(context, model_path, node_log):
-    process = start_node(model_path, node_log, 'tracking:=false', 'roi_timeout:=60.0', RELIABLE_IMAGE)
+    process = start_node(model_path, node_log, 'tracking:=false', 'localizer_model:=none',
+                         RELIABLE_IMAGE)
     client = Client(context, 'hand_cpm_test_client')
     try:
-        client.publish_roi(ROI)
         yield client
     finally:
         client.close()
@@ -183,11 +207,11 @@ def client(context, model_path, node_log):
 
 
 def test_hands_carry_header_size_and_exact_keypoints(client):
-    result = client.send_until(lambda h: client.image_pub.publish(grey_image(h)), has_hands())
+    result = client.send_until(client.publish_with_regions, has_hands())
     assert result.header.frame_id == FRAME_ID and result.header.stamp.nanosec == 250_000_000
     assert (result.image_width, result.image_height) == (640, 480)
     (hand,) = result.hands
-    got = np.array([(p.x, p.y) for p in hand.keypoints])
+    got = pixels(hand)
     np.testing.assert_allclose(got, expected_keypoints(roi_to_box(ROI)), atol=0.5)
     np.testing.assert_allclose(got[9], (159.5, 169.5), atol=0.5)  # the ROI's centre
     assert all(p.z == 0.0 for p in hand.keypoints)
@@ -199,7 +223,7 @@ def test_hands_carry_header_size_and_exact_keypoints(client):
 
 
 def test_heatmap_and_markers_follow_the_image(client):
-    result = client.send_until(lambda h: client.image_pub.publish(grey_image(h)), has_hands())
+    result = client.send_until(client.publish_with_regions, has_hands())
     stamp = result.header.stamp
     assert client.wait_for(lambda: any(m.header.stamp == stamp for m in client.heatmaps))
     heatmap = next(m for m in client.heatmaps if m.header.stamp == stamp)
@@ -227,7 +251,7 @@ def test_diagnostics_report_rates_latency_and_backend(client):
     def ready():
         return any(s.values and float(dict((v.key, v.value) for v in s.values)['processed rate (Hz)']) > 0
                    for m in client.diagnostics for s in m.status)
-    client.send_until(lambda h: client.image_pub.publish(grey_image(h)), has_hands())
+    client.send_until(client.publish_with_regions, has_hands())
     assert client.wait_for(ready, timeout=10)
     status = [s for m in client.diagnostics for s in m.status if s.values][-1]
     values = {v.key: v.value for v in status.values}
@@ -240,8 +264,7 @@ def test_diagnostics_report_rates_latency_and_backend(client):
 
 
 def test_bad_input_is_logged_and_survived(client, node_log):
-    good = lambda h: client.image_pub.publish(grey_image(h))  # noqa: E731
-    client.send_until(good, has_hands())
+    client.send_until(client.publish_with_regions, has_hands())
 
     def bad(mutate, expected_log):
         msg = grey_image(client.header())
@@ -254,10 +277,9 @@ def test_bad_input_is_logged_and_survived(client, node_log):
     bad(lambda m: setattr(m, 'step', 100), 'step 100 is smaller than width')
     bad(lambda m: setattr(m, 'data', bytes(1000)), 'image data is truncated')
     # an all-black frame: the test model returns NaN maps for that crop
-    dark = client.send_until(lambda h: client.image_pub.publish(grey_image(h, value=0)), has_hands(0))
-    assert dark.hands == []
-    assert client.wait_for(lambda: 'NaN/inf belief maps' in node_log.read_text(), timeout=10)
-    client.send_until(good, has_hands())  # still working
+    client.send_until(lambda h: client.publish_with_regions(h, value=0),
+                      lambda msg: msg.hands == [] and 'NaN/inf belief maps' in node_log.read_text())
+    client.send_until(client.publish_with_regions, has_hands())  # still working
 
     def counted():
         for msg in reversed(client.diagnostics):
@@ -278,6 +300,8 @@ def test_parameters_are_validated_through_the_parameter_service(client):
     assert not refused.successful and 'read-only' in refused.reason
     refused = client.set_parameters(keypoint_threshold='high')[0]
     assert not refused.successful
+    refused = client.set_parameters(regions_sync_tolerance=2.0)[0]
+    assert not refused.successful and 'out of range' in refused.reason
 
     accepted = client.set_parameters(crop_margin=0.5, keypoint_threshold=0.4)
     assert [r.successful for r in accepted] == [True, True]
@@ -287,12 +311,65 @@ def test_parameters_are_validated_through_the_parameter_service(client):
     try:
         expected = expected_keypoints(roi_to_box(ROI), margin=0.5)
         result = client.send_until(
-            lambda h: client.image_pub.publish(grey_image(h)),
+            client.publish_with_regions,
             lambda msg: len(msg.hands) == 1 and abs(msg.hands[0].keypoints[0].y - expected[0, 1]) < 0.5)
-        got = np.array([(p.x, p.y) for p in result.hands[0].keypoints])
-        np.testing.assert_allclose(got, expected, atol=0.5)
+        np.testing.assert_allclose(pixels(result.hands[0]), expected, atol=0.5)
     finally:
         assert all(r.successful for r in client.set_parameters(crop_margin=0.25, keypoint_threshold=0.2))
+
+
+def shifted(header: Header, milliseconds: int, frame_id: str = FRAME_ID) -> Header:
+    """`header`'s stamp moved by `milliseconds` (within its second), in `frame_id`."""
+    return Header(stamp=Time(sec=header.stamp.sec,
+                             nanosec=header.stamp.nanosec + 1_000_000 * milliseconds),
+                  frame_id=frame_id)
+
+
+def test_regions_are_used_only_for_the_frame_they_are_stamped_for(client, node_log):
+    owner, other = client.header(), client.header()
+    client.publish_regions(owner, [OTHER_ROI])
+    client.publish_regions(shifted(other, 0, frame_id='other_camera_frame'))  # same stamp
+    client.publish_regions(shifted(other, 33))  # the next camera frame's
+    client.regions_received()
+
+    assert client.result_of(grey_image(other)).hands == []
+    assert client.wait_for(lambda: "hand_regions for frame_id 'other_camera_frame' not used: the "
+                                   f"image is in '{FRAME_ID}'" in node_log.read_text(), timeout=10)
+    (hand,) = client.result_of(grey_image(owner)).hands  # its regions were kept for it
+    np.testing.assert_allclose(pixels(hand), expected_keypoints(roi_to_box(OTHER_ROI)), atol=0.5)
+
+
+def test_regions_sync_tolerance_takes_the_closest_regions(client):
+    """Within the tolerance the closest stamp wins, and an exact match, even an empty one ("no
+    boxes for this frame"), beats all others; beyond it nothing is used."""
+    assert client.set_parameters(regions_sync_tolerance=0.15)[0].successful
+    try:
+        closest, exact, far = client.header(), client.header(), client.header()
+        client.publish_regions(shifted(closest, 100), [ROI])
+        client.publish_regions(shifted(closest, -60), [OTHER_ROI])
+        client.publish_regions(shifted(exact, 50), [ROI])
+        client.publish_regions(exact, [])
+        client.publish_regions(shifted(far, 160), [ROI])
+        client.regions_received()
+
+        (hand,) = client.result_of(grey_image(closest)).hands
+        np.testing.assert_allclose(pixels(hand), expected_keypoints(roi_to_box(OTHER_ROI)),
+                                   atol=0.5)
+        assert client.result_of(grey_image(exact)).hands == []
+        assert client.result_of(grey_image(far)).hands == []
+    finally:
+        assert client.set_parameters(regions_sync_tolerance=0.0)[0].successful
+
+
+def test_regions_outside_the_image_or_empty_are_skipped_with_a_warning(client, node_log):
+    regions = [RegionOfInterest(x_offset=700, y_offset=10, width=50, height=50),
+               RegionOfInterest(x_offset=10, y_offset=10, width=0, height=30)]
+    client.send_until(
+        lambda h: client.publish_with_regions(h, regions),
+        lambda msg: msg.hands == [] and all(
+            line in node_log.read_text()
+            for line in ('1 hand region(s) ignored: outside the 640x480 image',
+                         'hand_regions: 1 empty region(s) ignored (width or height 0)')))
 
 
 def test_rosbag_replay_gives_the_live_results(client, tmp_path):
@@ -302,15 +379,14 @@ def test_rosbag_replay_gives_the_live_results(client, tmp_path):
     # content decides the result: big frame, small frame (the ROI gets clipped), black frame (NaN)
     frames = [grey_image(Header(stamp=Time(sec=50 + i), frame_id=FRAME_ID), width, height, value)
               for i, (width, height, value) in enumerate([(640, 480, 128), (320, 240, 90), (640, 480, 0)])]
-    client.send_until(lambda h: client.image_pub.publish(grey_image(h)), has_hands())  # ROI is live
+    for frame in frames:  # the bag holds images only: the regions come live, for both plays
+        client.publish_regions(frame.header)
+    client.regions_received()
 
     def play(messages):
         results = []
         for msg in messages:
-            client.image_pub.publish(msg)
-            assert client.wait_for(lambda: client.result_for(msg.header) is not None), \
-                f'no result for frame {len(results)} ({msg.header.stamp})'
-            results.append(client.result_for(msg.header))
+            results.append(client.result_of(msg))
             client.hands.remove(results[-1])
         return results
 
@@ -333,19 +409,18 @@ def test_rosbag_replay_gives_the_live_results(client, tmp_path):
             assert [(p.x, p.y) for p in hand_a.keypoints] == [(p.x, p.y) for p in hand_b.keypoints]
             assert list(hand_a.confidences) == list(hand_b.confidences)
             assert hand_a.box == hand_b.box
-    small = np.array([(p.x, p.y) for p in live[1].hands[0].keypoints])
-    np.testing.assert_allclose(small, expected_keypoints((99.5, 99.5, 219.5, 239.5)), atol=0.5)
+    np.testing.assert_allclose(pixels(live[1].hands[0]),
+                               expected_keypoints((99.5, 99.5, 219.5, 239.5)), atol=0.5)
 
 
 def test_compressed_input_with_depth_gives_3d_keypoints(context, model_path, tmp_path):
     log = tmp_path / 'stderr.log'
     process = start_node(model_path, log, 'compressed_input:=true', 'use_depth:=true',
-                         'tracking:=false', 'roi_timeout:=60.0',
+                         'tracking:=false', 'localizer_model:=none',
                          'qos_overrides./depth_test/depth.subscription.reliability:=reliable',
                          namespace='/depth_test')
     client = Client(context, 'hand_cpm_test_client_3d', namespace='/depth_test')
     try:
-        client.publish_roi(ROI)
         info = CameraInfo(width=640, height=480, k=K)
         depth = np.full((480, 640), 800, np.uint16)  # 0.8 m
         jpeg = cv2.imencode('.jpg', np.full((480, 640, 3), 128, np.uint8))[1].tobytes()
@@ -355,12 +430,13 @@ def test_compressed_input_with_depth_gives_3d_keypoints(context, model_path, tmp
             client.info_pub.publish(info)
             client.depth_pub.publish(Image(header=header, height=480, width=640, encoding='16UC1',
                                            step=1280, data=depth.tobytes()))
+            client.publish_regions(header)
             client.compressed_pub.publish(CompressedImage(header=header, format='jpeg', data=jpeg))
 
         result = client.send_until(
             publish, lambda m: len(m.hands) == 1 and len(m.hands[0].keypoints_3d) == 21)
         hand = result.hands[0]
-        uv = np.array([(p.x, p.y) for p in hand.keypoints])
+        uv = pixels(hand)
         xyz = np.array([(p.x, p.y, p.z) for p in hand.keypoints_3d])
         np.testing.assert_allclose(uv, expected_keypoints(roi_to_box(ROI)), atol=0.5)
         np.testing.assert_allclose(xyz[:, 2], 0.8, atol=1e-6)
