@@ -40,6 +40,7 @@ setup(
         'hand-cpm-train = hand_cpm_train.train:main',
         'hand-cpm-eval = hand_cpm_train.evaluate:main',
         'hand-cpm-benchmark = hand_cpm_train.benchmark:main',
+        'hand-cpm-compare-mediapipe = hand_cpm_train.compare_mediapipe:main',
         'hand-cpm-quantize = hand_cpm_train.quantize:main',
         'hand-cpm-build-engine = hand_cpm_ros.tensorrt_build:main',
     ]},
