@@ -40,7 +40,8 @@ from hand_cpm_ros.codec import HeatmapCodec
 from hand_cpm_ros.localizer import DEFAULT_SCORE_THRESHOLD, LocalizerCodec
 from hand_cpm_train import data, engine, plots
 from hand_cpm_train.augment import AugmentConfig
-from hand_cpm_train.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
+from hand_cpm_train.checkpoint import (FORMAT_VERSION, CheckpointError, checkpoint_task,
+                                       load_checkpoint, save_checkpoint)
 from hand_cpm_train.localizer_data import FrameDataset, load_frame_records, split_frames
 from hand_cpm_train.localizer_model import (LOCALIZER_VARIANTS, LocalizerConfig, build_localizer,
                                             get_localizer_config)
@@ -104,6 +105,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--device', default='auto', help="'auto', 'cpu', 'cuda', 'cuda:1'")
     parser.add_argument('--amp', action='store_true', help='mixed precision (CUDA only)')
     parser.add_argument('--resume', action='store_true', help='continue from RUN_DIR/last.pt if present')
+    parser.add_argument('--init-weights', metavar='CHECKPOINT',
+                        help='start a new run from the network weights of this hand-cpm-train '
+                        'checkpoint (same task and variant; fresh optimiser and schedule), e.g. '
+                        'to go on with other targets or data')
     parser.add_argument('--overwrite', action='store_true',
                         help='start over in a run directory that already holds a run')
     parser.add_argument('--max-steps', type=int, help='stop after this many steps in total')
@@ -188,6 +193,8 @@ def _validate(config: dict) -> None:
         raise UsageError('--lr and --sigma must be > 0')
     if not isinstance(config['augment'], dict):
         raise UsageError('--augment must be a JSON object / mapping of AugmentConfig fields')
+    if config.get('init_weights') and config.get('resume'):
+        raise UsageError('--init-weights starts a new run; --resume continues one: pass only one')
 
 
 def prepare_run(args: argparse.Namespace, explicit: set[str]) -> tuple[dict, dict | None]:
@@ -252,6 +259,24 @@ def load_split(config: dict, load: Callable[[str], list] | None = None,
                          f'{"validation" if not val else "training"} set ({len(train) + len(val)} '
                          f'samples); pass --val-data or change --val-fraction')
     return train, val, f'group hash, val_fraction {config["val_fraction"]}'
+
+
+def load_initial_weights(model: nn.Module, path: str, task: str, model_config) -> None:
+    """Copy the network weights of checkpoint `path` into `model` (--init-weights); the
+    checkpoint must hold the same task and network configuration."""
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError as error:
+        raise UsageError(f'--init-weights: {error}') from error
+    if checkpoint_task(state) != task:
+        raise UsageError(f'--init-weights {path} holds a {checkpoint_task(state)} network, not '
+                         f'{task}')
+    saved = state['model_config']
+    if saved != model_config.to_dict():
+        raise UsageError(f'--init-weights {path} holds another network configuration '
+                         f'({saved.get("name")}); pass the --variant (and input size) it was '
+                         f'trained with')
+    model.load_state_dict(state['model'])
 
 
 def seed_everything(seed: int) -> None:
@@ -451,6 +476,8 @@ def train(config: dict, state: dict | None) -> int:
         scheduler.load_state_dict(state['scheduler'])
         scaler.load_state_dict(state['scaler'])
         step, best, history = int(state['step']), float(state['best_metric']), list(state['history'])
+    elif config.get('init_weights'):
+        load_initial_weights(model, config['init_weights'], config['task'], model_config)
     trained = model
     if world > 1:
         if device.type == 'cuda':

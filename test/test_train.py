@@ -119,6 +119,31 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, dataset_dirs, mon
     assert np.allclose(straight_losses, resumed_losses, rtol=1e-4)
 
 
+def test_init_weights_starts_a_new_run_from_another_runs_network(tmp_path, dataset_dirs, capsys):
+    """--init-weights copies the network (not the optimiser, step or history) and refuses a
+    checkpoint of another network or a combination with --resume."""
+    first = tmp_path / 'first'
+    assert train.main(short_run(*dataset_dirs, first, '--epochs', '1')) == 0
+    source = load_checkpoint(first / 'last.pt')
+    second = tmp_path / 'second'
+    assert train.main(short_run(*dataset_dirs, second, '--epochs', '1', '--sigma', '9',
+                                '--init-weights', str(first / 'last.pt'), '--lr', '1e-12',
+                                '--warmup-steps', '1')) == 0
+    started = load_checkpoint(second / 'last.pt')
+    assert started['step'] == 2 and len(started['history']) == len(read_log(second))
+    for key, value in source['model'].items():   # lr 1e-12: the weights are the source's
+        if 'running_' not in key and value.is_floating_point():   # BN statistics still move
+            assert torch.allclose(value, started['model'][key], atol=1e-6), key
+    assert started['train_config']['init_weights'] == str(first / 'last.pt')
+
+    assert train.main(short_run(*dataset_dirs, tmp_path / 'other', '--epochs', '1',
+                                '--input-size', '96', '--init-weights', str(first / 'last.pt'))) == 2
+    assert 'another network configuration' in capsys.readouterr().err
+    assert train.main(short_run(*dataset_dirs, tmp_path / 'both', '--epochs', '1', '--resume',
+                                '--init-weights', str(first / 'last.pt'))) == 2
+    assert 'pass only one' in capsys.readouterr().err
+
+
 def test_non_finite_loss_stops_with_a_clear_error(tmp_path, dataset_dirs, capsys):
     out = tmp_path / 'nan'
     code = train.main(short_run(*dataset_dirs, out, '--epochs', '2', '--lr', '1e30',
