@@ -34,6 +34,7 @@ setup(
         'hand_cpm_node = hand_cpm_ros.node:main',
         'hand-cpm-detect = hand_cpm_ros.detect_cli:main',
         'hand-cpm-demo = hand_cpm_ros.demo:main',
+        'hand-cpm-node-benchmark = hand_cpm_ros.node_benchmark:main',
         'hand-cpm-models = hand_cpm_train.models:main',
         'hand-cpm-synth = hand_cpm_train.synth.cli:main',
         'hand-cpm-export = hand_cpm_train.export:main',

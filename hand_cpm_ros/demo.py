@@ -308,9 +308,10 @@ def _stamp_key(stamp) -> int:
 
 class Recorder:
     """The demo's ROS side: publishers of the node's inputs, recorders of its outputs (received
-    time in the node's clock, nanoseconds), all spun from the caller's thread."""
+    time in the node's clock, nanoseconds), all spun from the caller's thread. Without `heatmaps`
+    hands/heatmap is not subscribed, so the node does not draw it (hand-cpm-node-benchmark)."""
 
-    def __init__(self, context):
+    def __init__(self, context, heatmaps: bool = True):
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
@@ -332,8 +333,8 @@ class Recorder:
         self.last_arrival = time.monotonic()
         self.hands_sub = self.node.create_subscription(HandKeypointsArray, 'hands',
                                                        self._on_hands, 50)
-        self.heatmap_sub = self.node.create_subscription(Image, 'hands/heatmap',
-                                                         self._on_heatmap, 10)
+        self.heatmap_sub = self.node.create_subscription(
+            Image, 'hands/heatmap', self._on_heatmap, 10) if heatmaps else None
         self.node.create_subscription(DiagnosticArray, 'diagnostics', self._on_diagnostics, 10)
 
     def now_ns(self) -> int:
@@ -359,8 +360,12 @@ class Recorder:
     def connected(self, regions: bool) -> bool:
         return (self.image_pub.get_subscription_count() > 0
                 and self.hands_sub.get_publisher_count() > 0
-                and self.heatmap_sub.get_publisher_count() > 0
+                and (self.heatmap_sub is None or self.heatmap_sub.get_publisher_count() > 0)
                 and (not regions or self.regions_pub.get_subscription_count() > 0))
+
+    def answered(self, stamp: int) -> bool:
+        """Whether the frame stamped `stamp` came back: its hands, and its heatmap if subscribed."""
+        return stamp in self.hands and (self.heatmap_sub is None or stamp in self.heatmaps)
 
     def spin_until(self, deadline: float) -> None:
         """Handle arrivals until time.monotonic() reaches `deadline`."""
@@ -387,9 +392,22 @@ def _publish_truth_regions(recorder: Recorder, frame: Frame) -> None:
         frame.msg.header, [clip_box(hand['box'], width, height) for hand in frame.truth]))
 
 
+def wait_connected(recorder: Recorder, regions_from_truth: bool, process: subprocess.Popen,
+                   out_dir: Path) -> None:
+    """Spin until the started node and the recorder see each other's topics."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while not recorder.connected(regions_from_truth):
+        if process.poll() is not None:
+            raise node_failure(process, out_dir)
+        if time.monotonic() > deadline:
+            raise DemoError(f'hand_cpm_node did not connect within {STARTUP_TIMEOUT_S:.0f} s '
+                            f'(log: {out_dir / "node.log"})')
+        recorder.executor.spin_once(timeout_sec=0.05)
+
+
 def warm_up(recorder: Recorder, frame: Frame, regions_from_truth: bool,
             process: subprocess.Popen, out_dir: Path) -> None:
-    """Publish `frame` every WARM_UP_PERIOD_S until its hands and heatmap come back: the node's
+    """Publish `frame` every WARM_UP_PERIOD_S until it comes back (Recorder.answered): the node's
     publishers have then matched the recorder (a subscriber can see a publisher before that
     publisher sees it) and its first, slowest inference is behind it. With --regions-from-truth,
     the first WARM_UP_REGIONS_TRIES also wait for as many hands as boxes (the hand_regions topic is
@@ -406,9 +424,9 @@ def warm_up(recorder: Recorder, frame: Frame, regions_from_truth: bool,
             _publish_truth_regions(recorder, frame)
         recorder.image_pub.publish(frame.msg)
         recorder.spin_until(time.monotonic() + WARM_UP_PERIOD_S)
-        answered = stamp in recorder.hands and stamp in recorder.heatmaps
-        if answered and (not regions_from_truth or tries >= WARM_UP_REGIONS_TRIES
-                         or len(recorder.hands[stamp][0].hands) == len(frame.truth)):
+        if recorder.answered(stamp) and (
+                not regions_from_truth or tries >= WARM_UP_REGIONS_TRIES
+                or len(recorder.hands[stamp][0].hands) == len(frame.truth)):
             recorder.hands.clear()
             recorder.heatmaps.clear()
             return
@@ -417,32 +435,39 @@ def warm_up(recorder: Recorder, frame: Frame, regions_from_truth: bool,
 
 
 def play(recorder: Recorder, frames: list[Frame], fps: float, regions_from_truth: bool,
-         process: subprocess.Popen, out_dir: Path) -> tuple[list[int], float]:
+         process: subprocess.Popen, out_dir: Path,
+         seconds: float | None = None) -> tuple[list[int], float]:
     """Publish every frame at `fps`, stamped with the time it is due; with --regions-from-truth
     its truth boxes REGIONS_LEAD_FRAMES frames earlier (the stream starts once the first ones are
-    out). Then wait for the node's last results and for diagnostics sent after the last frame (so
-    its counters are final). Returns the stamps (ns) and the achieved publish rate."""
+    out). With `seconds`, the frames are played in a loop for that long, each restamped when it
+    comes round again (frame i of the stream is frames[i % len(frames)]). Then wait for the node's
+    last results and for diagnostics sent after the last frame (so its counters are final).
+    Returns the stamps (ns) and the achieved publish rate."""
+    count = len(frames) if seconds is None else max(1, round(seconds * fps))
     lead = REGIONS_LEAD_FRAMES if regions_from_truth else 0
     started = time.monotonic() + lead / fps
     first_stamp = recorder.now_ns() + round(lead / fps * 1e9)
-    stamps = [first_stamp + round(index / fps * 1e9) for index in range(len(frames))]
-    for frame, stamp in zip(frames, stamps):
-        _set_stamp(frame, stamp)
-    for frame in frames[:lead]:
-        _publish_truth_regions(recorder, frame)
-    for index, frame in enumerate(_progress(frames, len(frames), 'playing')):
+    stamps = [first_stamp + round(index / fps * 1e9) for index in range(count)]
+
+    def stamped(index: int) -> Frame:
+        frame = frames[index % len(frames)]
+        _set_stamp(frame, stamps[index])
+        return frame
+
+    for index in range(min(lead, count)):
+        _publish_truth_regions(recorder, stamped(index))
+    for index in _progress(range(count), count, 'playing'):
         if process.poll() is not None:
             raise node_failure(process, out_dir)
         recorder.spin_until(started + index / fps)
-        recorder.image_pub.publish(frame.msg)
-        if lead and index + lead < len(frames):
-            _publish_truth_regions(recorder, frames[index + lead])
+        recorder.image_pub.publish(stamped(index).msg)
+        if lead and index + lead < count:
+            _publish_truth_regions(recorder, stamped(index + lead))
     finished = time.monotonic()
-    rate = (len(frames) - 1) / (finished - started) if len(frames) > 1 else float('nan')
+    rate = (count - 1) / (finished - started) if count > 1 else float('nan')
     recorder.last_arrival = max(recorder.last_arrival, finished)
     while time.monotonic() < finished + DRAIN_TIMEOUT_S:
-        if recorder.diagnostics_arrival > finished and \
-                all(s in recorder.hands and s in recorder.heatmaps for s in stamps):
+        if recorder.diagnostics_arrival > finished and all(map(recorder.answered, stamps)):
             break
         latencies = [(received - stamp) * 1e-9 for stamp, (_, received) in recorder.hands.items()]
         quiet = max([QUIET_S] + [3 * latency for latency in latencies])
@@ -689,14 +714,17 @@ def resolve_models(args: argparse.Namespace) -> tuple[Path, Path | None]:
     return model.resolve(), None if localizer is None else localizer.resolve()
 
 
-def prepare_out_dir(args: argparse.Namespace) -> Path:
-    out_dir = args.out or Path('outputs') / f'demo_{datetime.now():%Y%m%d_%H%M%S}'
+def prepare_out_dir(args: argparse.Namespace, prefix: str = 'demo',
+                    stale: tuple[str, ...] = ('demo.mp4', 'demo.avi', 'demo.gif')) -> Path:
+    """--out (default outputs/<prefix>_<timestamp>), created; an existing non-empty one only with
+    --overwrite, and then without the `stale` outputs of an earlier run."""
+    out_dir = args.out or Path('outputs') / f'{prefix}_{datetime.now():%Y%m%d_%H%M%S}'
     if out_dir.exists() and not out_dir.is_dir():
         raise DemoError(f'--out {out_dir} exists and is not a directory')
     if out_dir.exists() and any(out_dir.iterdir()) and not args.overwrite:
         raise DemoError(f'--out {out_dir} exists; pass --overwrite to write into it')
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in ('demo.mp4', 'demo.avi', 'demo.gif'):  # stale outputs of an earlier run
+    for name in stale:
         (out_dir / name).unlink(missing_ok=True)
     return out_dir.resolve()
 
@@ -745,14 +773,7 @@ def run(args: argparse.Namespace) -> int:
         recorder = Recorder(context)
         process = start_node(node_command(model, localizer, args.backend,
                                           args.regions_from_truth), out_dir)
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not recorder.connected(args.regions_from_truth):
-            if process.poll() is not None:
-                raise node_failure(process, out_dir)
-            if time.monotonic() > deadline:
-                raise DemoError(f'hand_cpm_node did not connect within {STARTUP_TIMEOUT_S:.0f} s '
-                                f'(log: {out_dir / "node.log"})')
-            recorder.executor.spin_once(timeout_sec=0.05)
+        wait_connected(recorder, args.regions_from_truth, process, out_dir)
         warm_up(recorder, frames[0], args.regions_from_truth, process, out_dir)
         stamps, rate = play(recorder, frames, args.fps, args.regions_from_truth, process, out_dir)
         exit_code = stop_node(process)
