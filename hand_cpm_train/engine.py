@@ -36,15 +36,15 @@ class NonFiniteLossError(FloatingPointError):
 BatchLoss = Callable[[nn.Module, dict, torch.device, bool], dict[str, torch.Tensor]]
 
 
-def cpm_batch_loss(model: nn.Module, batch: dict, device: torch.device,
-                   amp: bool) -> dict[str, torch.Tensor]:
+def cpm_batch_loss(model: nn.Module, batch: dict, device: torch.device, amp: bool,
+                   foreground_weight: float = 0.0) -> dict[str, torch.Tensor]:
     """cpm_loss of a crop batch: every stage's maps against the targets ('stage1'.., 'total')."""
     images = batch['image'].to(device, non_blocking=True)
     targets = batch['targets'].to(device, non_blocking=True)
     weights = batch['weights'].to(device, non_blocking=True)
     with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
         stage_maps = model(images)
-    return cpm_loss([maps.float() for maps in stage_maps], targets, weights)
+    return cpm_loss([maps.float() for maps in stage_maps], targets, weights, foreground_weight)
 
 
 def localizer_batch_loss(model: nn.Module, batch: dict, device: torch.device,

@@ -17,6 +17,7 @@ what differs (model, data, loss, validation).
 from __future__ import annotations
 
 import argparse
+import functools
 import csv
 import json
 import math
@@ -94,6 +95,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='linear warm-up, then cosine decay to 1%% of --lr')
     parser.add_argument('--sigma', type=float, default=7.0,
                         help='keypoints: target Gaussian sigma, input px')
+    parser.add_argument('--foreground-weight', type=float, default=0.0,
+                        help='keypoints: weight each keypoint-map cell by 1 + this x target '
+                             '(0: plain L2 as OpenPose; see hand_cpm_train.losses)')
     parser.add_argument('--augment', type=json.loads, default={},
                         help='JSON object of AugmentConfig overrides, e.g. \'{"rotation_deg": 90}\'')
     parser.add_argument('--no-augment', action='store_true', help='train on plain crops')
@@ -191,6 +195,8 @@ def _validate(config: dict) -> None:
         raise UsageError(f'--max-steps must be >= 1, got {config["max_steps"]}')
     if not config['lr'] > 0 or not config['sigma'] > 0:
         raise UsageError('--lr and --sigma must be > 0')
+    if not config.setdefault('foreground_weight', 0.0) >= 0:
+        raise UsageError(f'--foreground-weight must be >= 0, got {config["foreground_weight"]}')
     if not isinstance(config['augment'], dict):
         raise UsageError('--augment must be a JSON object / mapping of AugmentConfig fields')
     if config.get('init_weights') and config.get('resume'):
@@ -407,7 +413,8 @@ def keypoint_setup(config: dict) -> TaskSetup:
         f'{len(train_records)} training hands, {len(val_records)} validation hands ({split}); '
         f'{model_config.name} at {model_config.input_size}px',
         ['total'] + [f'stage{k}' for k in range(1, model_config.stages + 1)],
-        engine.cpm_batch_loss, VAL_KEYS, 'pck@0.2', validate, figures)
+        functools.partial(engine.cpm_batch_loss, foreground_weight=config['foreground_weight']),
+        VAL_KEYS, 'pck@0.2', validate, figures)
 
 
 def localizer_setup(config: dict) -> TaskSetup:

@@ -139,6 +139,19 @@ def test_cpm_loss_sums_weighted_squared_error_per_stage():
     assert zeroed['stage1'].item() == 0.0
 
 
+def test_cpm_loss_foreground_weight_emphasises_keypoint_cells_not_the_background():
+    targets = torch.zeros(1, 3, 1, 2)
+    targets[0, 0, 0, 0] = 0.5                 # keypoint map 0: a Gaussian's cell and an empty cell
+    targets[0, 2] = 1.0                       # the background map (last) is 1 everywhere here
+    maps = [torch.zeros(1, 3, 1, 2)]          # error 0.25 at the keypoint cell, 1 per bg cell
+    plain = cpm_loss(maps, targets, torch.ones(1, 3))
+    weighted = cpm_loss(maps, targets, torch.ones(1, 3), foreground_weight=10.0)
+    assert plain['stage1'].item() == pytest.approx(0.25 + 2)
+    assert weighted['stage1'].item() == pytest.approx(0.25 * (1 + 10 * 0.5) + 2)
+    with pytest.raises(ValueError, match='foreground_weight'):
+        cpm_loss(maps, targets, torch.ones(1, 3), foreground_weight=-1.0)
+
+
 def test_cpm_loss_backpropagates_into_every_stage_and_rejects_bad_shapes():
     maps = [torch.zeros(1, 22, 4, 4, requires_grad=True) for _ in range(3)]
     targets = torch.rand(1, 22, 4, 4)
