@@ -49,8 +49,10 @@ from hand_cpm_train.localizer_model import (LOCALIZER_VARIANTS, LocalizerConfig,
 from hand_cpm_train.models import DEFAULT_VARIANT, VARIANTS, ModelConfig, build_model, get_config
 
 # Settings a resumed run may change; any other explicit change would silently mix two runs.
+# 'out', 'data' and 'val_data' are locations: a run directory copied elsewhere resumes on the same
+# images re-rendered (same seeds) or unpacked under another path.
 RESUMABLE = {'epochs', 'max_steps', 'workers', 'device', 'val_every', 'save_every_steps',
-             'log_every', 'progress', 'resume', 'config', 'belief_samples'}
+             'log_every', 'progress', 'resume', 'config', 'belief_samples', 'out', 'data', 'val_data'}
 RUN_OUTPUTS = ('last.pt', 'best.pt', 'config.json', 'log.csv', 'loss.png', 'pck.png')
 VAL_KEYS = ('n', 'pck@0.05', 'pck@0.1', 'pck@0.2', 'auc', 'epe_px')
 LOCALIZER_VAL_KEYS = ('n', 'hands', 'precision', 'recall', 'ap')

@@ -2,6 +2,7 @@
 outputs, an interrupted run resumed to the same result, config files and refusals."""
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -108,14 +109,22 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, dataset_dirs, mon
     assert 'pass --resume' in capsys.readouterr().err
     assert train.main(['--out', str(killed), '--resume', '--lr', '0.5']) == 2
     assert "['lr'] differ" in capsys.readouterr().err
-    assert train.main(['--out', str(killed), '--resume', '--no-progress']) == 0
+    # The run directory and the images moved elsewhere (another checkout): it resumes there.
+    moved, train_dir, val_dir = tmp_path / 'moved', tmp_path / 'train_copy', tmp_path / 'val_copy'
+    shutil.copytree(killed, moved)
+    shutil.copytree(dataset_dirs[0], train_dir)
+    shutil.copytree(dataset_dirs[1], val_dir)
+    assert train.main(['--out', str(moved), '--resume', '--no-progress', '--data', str(train_dir),
+                       '--val-data', str(val_dir)]) == 0
     assert 'resuming at step 3' in capsys.readouterr().out
-    resumed = load_checkpoint(killed / 'last.pt')
-    assert resumed['step'] == 4 and resumed['train_config']['data'] == [str(dataset_dirs[0])]
+    resumed = load_checkpoint(moved / 'last.pt')
+    assert resumed['step'] == 4 and resumed['train_config']['data'] == [str(train_dir)]
+    assert resumed['train_config']['out'] == str(moved)
+    assert load_checkpoint(killed / 'last.pt')['step'] == 3       # the original run is untouched
     for key, value in straight['model'].items():
         assert torch.allclose(value.float(), resumed['model'][key].float(), atol=1e-5), key
     straight_losses = [float(r['loss_total']) for r in read_log(tmp_path / 'straight') if r['kind'] == 'train']
-    resumed_losses = [float(r['loss_total']) for r in read_log(killed) if r['kind'] == 'train']
+    resumed_losses = [float(r['loss_total']) for r in read_log(moved) if r['kind'] == 'train']
     assert np.allclose(straight_losses, resumed_losses, rtol=1e-4)
 
 
