@@ -201,14 +201,15 @@ def _validate(config: dict) -> None:
         raise UsageError(f'--foreground-weight must be >= 0, got {config["foreground_weight"]}')
     if not isinstance(config['augment'], dict):
         raise UsageError('--augment must be a JSON object / mapping of AugmentConfig fields')
-    if config.get('init_weights') and config.get('resume'):
-        raise UsageError('--init-weights starts a new run; --resume continues one: pass only one')
 
 
 def prepare_run(args: argparse.Namespace, explicit: set[str]) -> tuple[dict, dict | None]:
     """(resolved config, checkpoint state to resume from or None); refuses to clobber a run."""
     config = vars(args).copy()
     config['data'], config['val_data'] = _as_list(config['data']), _as_list(config['val_data'])
+    # A resumed run keeps the init_weights it started from (provenance); only asking for both is wrong.
+    if config['resume'] and 'init_weights' in explicit and config.get('init_weights'):
+        raise UsageError('--init-weights starts a new run; --resume continues one: pass only one')
     if not config.get('out'):
         raise UsageError('--out RUN_DIR is required')
     run_dir = Path(config['out'])

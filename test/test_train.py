@@ -151,6 +151,10 @@ def test_init_weights_starts_a_new_run_from_another_runs_network(tmp_path, datas
     assert train.main(short_run(*dataset_dirs, tmp_path / 'both', '--epochs', '1', '--resume',
                                 '--init-weights', str(first / 'last.pt'))) == 2
     assert 'pass only one' in capsys.readouterr().err
+    # A run started from --init-weights resumes like any other (the weights come from last.pt).
+    assert train.main(['--out', str(second), '--resume', '--epochs', '2', '--no-progress']) == 0
+    resumed = load_checkpoint(second / 'last.pt')
+    assert resumed['step'] == 4 and resumed['train_config']['init_weights'] == str(first / 'last.pt')
 
 
 def test_non_finite_loss_stops_with_a_clear_error(tmp_path, dataset_dirs, capsys):
