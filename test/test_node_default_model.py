@@ -1,0 +1,158 @@
+"""hand_cpm_node with the shipped default models (models/hand_cpm.onnx and
+models/hand_localizer.onnx), in its own process over real DDS, on rendered held-out `frame` scenes
+with known keypoints: each result carries its frame's stamp, frame_id and size, each rendered hand
+that is big and visible enough is found with keypoints close to the truth, and a frame with no
+hand (only faces, arms and skin-coloured shapes) gives none. These tests skip, saying why, while
+no default model ships (README "Models": the training is not finished). Run with models exported
+from the unfinished runs, they ran: header, size and hand-free frame passed; the hands were not
+found (localiser recall 0.012), so the keypoint test failed, as it should."""
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip('rclpy')
+pytest.importorskip('hand_cpm_ros.msg', reason='messages not built: run scripts/setup.sh')
+pytest.importorskip('hand_cpm_train.synth.scene')
+
+from std_msgs.msg import Header  # noqa: E402
+
+from hand_cpm_ros import metrics  # noqa: E402
+from hand_cpm_ros.geometry import box_from_keypoints, clip_box  # noqa: E402
+from hand_cpm_ros.msg import HandKeypointsArray  # noqa: E402
+from hand_cpm_ros.pipeline import (DEFAULT_LOCALIZER_NAME, DEFAULT_MODEL_NAME,  # noqa: E402
+                                   default_model_path)
+from hand_cpm_ros.ros_messages import bgr_to_image_msg, roi_to_box  # noqa: E402
+from hand_cpm_train.synth.scene import HandAnnotation, RenderedScene, render_sample  # noqa: E402
+from test_node import FRAME_ID, RELIABLE_IMAGE, Client, pixels, start_node, stop_node  # noqa: E402
+
+# Keypoint accuracy each qualifying hand must reach (over the hand's visible keypoints, normalised
+# by its box size as hand-cpm-eval does). Provisional: set them from the model card's hand-cpm-eval
+# figures when the default model ships.
+MAX_MEDIAN_ERROR = 0.2  # median keypoint error, as a fraction of the hand's box size
+MIN_PCK_02 = 0.5        # fraction of keypoints within 0.2 of the hand's box size
+
+# Held-out frames: images 3, 35, 108, 179 and 2 of `hand-cpm-synth --scene frame --seed 12`
+# (data/frames_test). Qualifying hands: 1, 1 (and a small one), 2, 2; frame 2 has no hand, only
+# faces, skin-coloured shapes and two arms.
+SEED = 12
+FRAMES = (3, 35, 108, 179, 2)
+HANDLESS_FRAME = 2
+# A rendered hand qualifies when its box is at least this share of the frame height, all its
+# keypoints lie in the frame and at least MIN_VISIBLE of the 21 are visible.
+MIN_BOX_HEIGHT = 0.15
+MIN_VISIBLE = 16
+MATCH_IOU = 0.5  # a found hand is a rendered hand when their keypoint boxes overlap this much
+
+
+@dataclass
+class Played:
+    """One rendered frame as published, and the node's result for it."""
+    index: int
+    scene: RenderedScene
+    header: Header
+    result: HandKeypointsArray
+
+
+def shipped_model(name: str) -> Path:
+    """The default model `name` the node finds by itself; the tests skip without it."""
+    path = default_model_path(name)
+    if not path.is_file():
+        pytest.skip(f'models/{name} is not shipped yet (README "Models": training unfinished)')
+    return path
+
+
+def qualifies(hand: HandAnnotation, width: int, height: int) -> bool:
+    """Whether a rendered hand is big and visible enough to be a fair test (see MIN_BOX_HEIGHT)."""
+    inside = np.all((hand.keypoints >= -0.5) & (hand.keypoints <= (width - 0.5, height - 0.5)))
+    return (hand.box is not None and hand.box[3] - hand.box[1] >= MIN_BOX_HEIGHT * height
+            and bool(inside) and int(hand.visible.sum()) >= MIN_VISIBLE)
+
+
+def truth_box(hand: HandAnnotation, width: int, height: int) -> tuple[float, float, float, float]:
+    """Box around the rendered hand's keypoints, clipped to the frame (the node's hand boxes are
+    keypoint boxes too)."""
+    return clip_box(box_from_keypoints(hand.keypoints), width, height)
+
+
+@pytest.fixture(scope='module')
+def played(isolated_ros_environment, tmp_path_factory):
+    """Every frame of FRAMES through a node with the default models and tracking off (each frame
+    stands alone), one at a time; also every HandKeypointsArray received. start_node gives
+    model_path: the default keypoint model's path; the node finds the default localiser itself."""
+    model = shipped_model(DEFAULT_MODEL_NAME)
+    shipped_model(DEFAULT_LOCALIZER_NAME)
+    scenes = [render_sample('frame', SEED, index) for index in FRAMES]
+    log = tmp_path_factory.mktemp('node') / 'stderr.log'
+    process = start_node(model, log, 'tracking:=false', RELIABLE_IMAGE)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    client = Client(context, 'hand_cpm_default_model_test_client')
+    try:
+        # Until the node answers: it has loaded its models and both topics are connected.
+        client.send_until(lambda header: client.image_pub.publish(
+            bgr_to_image_msg(scenes[0].image_bgr, header)), lambda msg: True, timeout=40)
+        frames = []
+        for index, scene in zip(FRAMES, scenes):
+            header = client.header()
+            result = client.result_of(bgr_to_image_msg(scene.image_bgr, header))
+            frames.append(Played(index, scene, header, result))
+        received = list(client.hands)
+    finally:
+        client.close()
+        context.try_shutdown()
+        stop_node(process)
+    assert process.returncode == 0, log.read_text()
+    return frames, received
+
+
+def test_each_result_has_its_frames_header_and_size(played):
+    frames, received = played
+    for frame in frames:
+        assert frame.result.header.stamp == frame.header.stamp
+        assert frame.result.header.frame_id == frame.header.frame_id == FRAME_ID
+        assert (frame.result.image_width, frame.result.image_height) == (640, 480)
+        assert sum(msg.header.stamp == frame.header.stamp for msg in received) == 1, \
+            f'frame {frame.index}: not exactly one result'
+
+
+def test_each_qualifying_hand_is_found_with_keypoints_close_to_the_truth(played):
+    frames, _ = played
+    report, failures = [], []
+    for frame in frames:
+        width, height = frame.scene.params.width, frame.scene.params.height
+        truths = {number: hand for number, hand in enumerate(frame.scene.hands)
+                  if qualifies(hand, width, height)}
+        assert truths or frame.index == HANDLESS_FRAME, f'frame {frame.index}: no hand qualifies'
+        found = frame.result.hands
+        matches = metrics.match_detections(
+            np.array([roi_to_box(hand.box) for hand in found]).reshape(-1, 4),
+            [hand.score for hand in found],
+            np.array([truth_box(hand, width, height) for hand in truths.values()]).reshape(-1, 4),
+            MATCH_IOU)
+        for truth_index, (number, truth) in enumerate(truths.items()):
+            name = f'frame {frame.index} hand {number}'
+            if truth_index not in matches:
+                failures.append(f'{name}: not found ({len(found)} hands found)')
+                continue
+            predicted = pixels(found[int(np.flatnonzero(matches == truth_index)[0])])[None]
+            keypoints, visible = truth.keypoints[None], truth.visible[None]
+            size = metrics.hand_box_size(keypoints, visible)
+            errors = metrics.keypoint_errors(predicted, keypoints)[visible] / size[0]
+            median = float(np.median(errors))
+            pck = metrics.pck(predicted, keypoints, visible, size, 0.2)[0]
+            report.append(f'{name}: median error {median:.3f}, PCK@0.2 {pck:.2f}')
+            if median > MAX_MEDIAN_ERROR or pck < MIN_PCK_02:
+                failures.append(report[-1])
+    assert not failures, (f'{len(failures)} hands fail (need median error <= '
+                          f'{MAX_MEDIAN_ERROR}, PCK@0.2 >= {MIN_PCK_02}): {"; ".join(failures)}; '
+                          f'all matched: {"; ".join(report)}')
+
+
+def test_a_frame_without_hands_gives_none(played):
+    frames, _ = played
+    (frame,) = [frame for frame in frames if frame.index == HANDLESS_FRAME]
+    params = frame.scene.params
+    assert frame.scene.hands == [] and params.distractor_count > 0 and params.arms
+    assert frame.result.hands == []
