@@ -175,6 +175,9 @@ def torch_localizer_predictor(model: nn.Module, device: torch.device
     return predict
 
 
+SWEEP_THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6)
+
+
 def evaluate_localizer(predict: Callable[[np.ndarray], np.ndarray], records: Sequence[FrameRecord],
                        codec: LocalizerCodec, model_info: ModelInfo, score_threshold: float,
                        max_hands: int = 2, iou_threshold: float = 0.5, batch_size: int = 8,
@@ -185,7 +188,8 @@ def evaluate_localizer(predict: Callable[[np.ndarray], np.ndarray], records: Seq
     Returns plain numbers: n (frames), hands (ground-truth boxes), precision and recall at
     `score_threshold`, ap (VOC all-point AP over detections down to score 0.05), empty_frames
     (frames without hands) and false_alarm_frames (of those, how many got a box at
-    `score_threshold`), score_threshold and iou.
+    `score_threshold`), score_threshold, iou, and sweep: precision and recall at each of
+    SWEEP_THRESHOLDS, to choose an operating point on validation frames.
     """
     if not records:
         raise ValueError('evaluate_localizer got no frames')
@@ -209,4 +213,8 @@ def evaluate_localizer(predict: Callable[[np.ndarray], np.ndarray], records: Seq
             'ap': metrics.average_precision(boxes, scores, truth, iou_threshold),
             'empty_frames': len(empty),
             'false_alarm_frames': sum(bool(np.any(scores[i] >= score_threshold)) for i in empty),
-            'score_threshold': score_threshold, 'iou': iou_threshold}
+            'score_threshold': score_threshold, 'iou': iou_threshold,
+            'sweep': [{'score_threshold': threshold,
+                       **dict(zip(('precision', 'recall'),
+                                  metrics.detection_pr(boxes, scores, truth, iou_threshold, threshold)))}
+                      for threshold in SWEEP_THRESHOLDS]}

@@ -172,6 +172,9 @@ def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
           f'|---:|---:|---:|---:|---:|\n'
           f'| {args.score_threshold:.2f} | {result["precision"]:.4f} | {result["recall"]:.4f} | '
           f'{result["ap"]:.4f} | {result["false_alarm_frames"]} of {result["empty_frames"]} |')
+    print('\n| score threshold | precision | recall |\n|---:|---:|---:|')
+    for row in result['sweep']:
+        print(f'| {row["score_threshold"]:.2f} | {row["precision"]:.4f} | {row["recall"]:.4f} |')
     if args.json:
         print(json.dumps(result))
     return 0
