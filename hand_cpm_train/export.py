@@ -17,13 +17,13 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from hand_cpm_ros.files import write_atomic
 from hand_cpm_train.checkpoint import CheckpointError, load_model, runtime_metadata
 from hand_cpm_train.localizer_model import LocalizerConfig
 from hand_cpm_train.models import ModelConfig, fuse_batchnorm
@@ -72,16 +72,7 @@ def export_onnx(model: nn.Module, config: ModelConfig | LocalizerConfig, codec_d
     proto.doc_string = doc
     onnx.helper.set_model_props(proto, runtime_metadata(config, codec_dict))
     onnx.checker.check_model(proto)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    os.close(handle)
-    try:
-        onnx.save(proto, temp_name)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, proto.SerializeToString())
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -181,6 +181,9 @@ def test_export_command_writes_model_and_refuses_to_overwrite(small_checkpoint, 
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
     assert np.abs(session.run(None, {'image': x})[0] - expected).max() < 1e-4
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask, 'the model must be readable like any file'
     before = out.read_bytes()
     assert main(['--checkpoint', str(path), '--out', str(out)]) == 2
     assert 'pass --overwrite' in capsys.readouterr().err
