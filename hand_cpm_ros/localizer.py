@@ -26,7 +26,9 @@ from hand_cpm_ros.geometry import apply_affine, box_iou_matrix, clip_box, invert
 
 NUM_OUTPUTS = 6
 HEAT, SIZE, OFFSET, SIDE = 0, slice(1, 3), slice(3, 5), 5
-DEFAULT_SCORE_THRESHOLD = 0.4   # the deployed operating point: evaluation reports P/R here
+# The deployed operating point, where evaluation reports precision and recall: the best F1 of the
+# shipped localiser on validation frames (hand-cpm-eval's sweep; models/MODEL_CARD.md).
+DEFAULT_SCORE_THRESHOLD = 0.25
 DEFAULT_MAX_HANDS = 2
 
 
@@ -148,7 +150,7 @@ class LocalizerCodec:
         return targets
 
     def decode(self, outputs: np.ndarray, input_to_source: np.ndarray, source_size: tuple[int, int],
-               score_threshold: float = 0.4, max_hands: int = 2,
+               score_threshold: float = DEFAULT_SCORE_THRESHOLD, max_hands: int = 2,
                nms_iou: float = 0.5) -> list[Detection]:
         """Hands from one image's outputs (6, h, w), best first, at most `max_hands`.
 

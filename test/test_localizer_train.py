@@ -10,6 +10,7 @@ import torch
 from test_data import write_frame_dataset
 
 from hand_cpm_ros.backends import create_backend
+from hand_cpm_ros.localizer import DEFAULT_SCORE_THRESHOLD
 from hand_cpm_train import evaluate, export, train
 from hand_cpm_train.checkpoint import load_checkpoint, load_model
 
@@ -86,10 +87,10 @@ def test_export_matches_torch_and_eval_reports_box_metrics(run, tmp_path, capsys
         result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert {'n', 'hands', 'precision', 'recall', 'ap'} <= set(result)
         assert (result['task'], result['n'], result['hands']) == ('localizer', 2, 4)
-        assert 0.0 <= result['recall'] <= 1.0 and result['score_threshold'] == 0.4
+        assert 0.0 <= result['recall'] <= 1.0 and result['score_threshold'] == DEFAULT_SCORE_THRESHOLD
         recalls = [row['recall'] for row in result['sweep']]
         assert recalls == sorted(recalls, reverse=True), 'recall must fall as the threshold rises'
-        (at_default,) = [row for row in result['sweep'] if row['score_threshold'] == 0.4]
+        (at_default,) = [row for row in result['sweep'] if row['score_threshold'] == DEFAULT_SCORE_THRESHOLD]
         assert at_default['recall'] == result['recall']
     assert evaluate.main(['--model', str(out / 'best.pt'), '--data', str(train_dir)]) == 2
     assert 'used for training' in capsys.readouterr().err
