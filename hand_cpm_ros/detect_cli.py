@@ -24,8 +24,8 @@ import numpy as np
 
 from .backends import BACKEND_NAMES, BackendError, create_backend
 from .localizer import DEFAULT_SCORE_THRESHOLD, HandLocalizer
-from .pipeline import (DEFAULT_LOCALIZER_NAME, FrameResult, HandPipeline, default_model_path,
-                       draw_result)
+from .pipeline import (DEFAULT_LOCALIZER_NAME, FrameResult, HandPipeline, PipelineSettings,
+                       default_model_path, draw_result)
 
 IMAGE_SUFFIXES = {'.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm'}
 VIDEO_SUFFIXES = {'.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg'}
@@ -80,7 +80,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--max-hands', type=int, default=2, help='at most this many hands (1..8)')
     parser.add_argument('--keypoint-threshold', type=float, default=0.2,
                         help='keypoints below this confidence do not shape boxes or drawings')
-    parser.add_argument('--hand-threshold', type=float, default=0.3,
+    parser.add_argument('--hand-threshold', type=float, default=PipelineSettings.hand_threshold,
                         help='hands scoring below this are dropped')
     parser.add_argument('--crop-margin', type=float, default=0.25,
                         help='margin around the box before cropping, fraction of its side')

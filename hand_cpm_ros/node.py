@@ -51,7 +51,8 @@ from .backends import BACKEND_NAMES, BackendError, create_backend
 from .image_conversion import ImageConversionError
 from .localizer import DEFAULT_SCORE_THRESHOLD, HandLocalizer
 from .msg import HandKeypointsArray, HandRegions
-from .pipeline import DEFAULT_LOCALIZER_NAME, HandPipeline, default_model_path, draw_result
+from .pipeline import (DEFAULT_LOCALIZER_NAME, HandPipeline, PipelineSettings, default_model_path,
+                       draw_result)
 from .ros_messages import (bgr_to_image_msg, camera_matrix_from_info, compressed_msg_to_bgr,
                            depth_msg_to_metres, diagnostics_msg, hands_to_markers, hands_to_msg,
                            image_msg_to_bgr, roi_to_box)
@@ -114,7 +115,7 @@ PARAMETERS = {
     'keypoint_threshold': (0.2, dict(
         description='Keypoints below this confidence are not drawn and do not shape boxes',
         floating_point_range=_float_range(0.0, 1.0))),
-    'hand_threshold': (0.3, dict(
+    'hand_threshold': (PipelineSettings.hand_threshold, dict(
         description='Hands whose score is below this are dropped and their track ends',
         floating_point_range=_float_range(0.0, 1.0))),
     'max_hands': (2, dict(description='At most this many hands (crops) per frame',

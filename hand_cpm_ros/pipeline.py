@@ -59,7 +59,9 @@ class PipelineSettings:
     max_hands: int = 2
     crop_margin: float = 0.25
     keypoint_threshold: float = 0.2
-    hand_threshold: float = 0.3
+    # A localiser hand scores (mean keypoint confidence) x (localiser score); the keypoint network
+    # gives about 0.6 on a hand, so 0.15 keeps what the localiser's own threshold (0.25) keeps.
+    hand_threshold: float = 0.15
     tracking: bool = True
     smoothing: bool = False
     min_cutoff: float = 1.0    # One Euro filter: Hz at rest

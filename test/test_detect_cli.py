@@ -98,7 +98,7 @@ def test_video_gives_one_record_per_frame_and_an_annotated_video(capsys, model, 
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['{image}', '--model', '{model}'], NO_LOCALIZER),
+    (['{image}', '--model', '{model}', '--localizer', '{missing}'], NO_LOCALIZER),
     (['{image}', '--box', '500,0,600,50', '--model', '{model}'], 'lies outside'),
     (['{missing}', '--box', BOX_ARG, '--model', '{model}'], 'does not exist'),
     (['{image}', '--box', BOX_ARG, '--model', '{missing}'], 'does not exist'),
