@@ -87,10 +87,12 @@ def test_export_matches_torch_and_eval_reports_box_metrics(run, tmp_path, capsys
         result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert {'n', 'hands', 'precision', 'recall', 'ap'} <= set(result)
         assert (result['task'], result['n'], result['hands']) == ('localizer', 2, 4)
-        assert 0.0 <= result['recall'] <= 1.0 and result['score_threshold'] == DEFAULT_SCORE_THRESHOLD
+        assert 0.0 <= result['recall'] <= 1.0
+        assert result['score_threshold'] == DEFAULT_SCORE_THRESHOLD
         recalls = [row['recall'] for row in result['sweep']]
         assert recalls == sorted(recalls, reverse=True), 'recall must fall as the threshold rises'
-        (at_default,) = [row for row in result['sweep'] if row['score_threshold'] == DEFAULT_SCORE_THRESHOLD]
+        (at_default,) = [row for row in result['sweep']
+                         if row['score_threshold'] == DEFAULT_SCORE_THRESHOLD]
         assert at_default['recall'] == result['recall']
     assert evaluate.main(['--model', str(out / 'best.pt'), '--data', str(train_dir)]) == 2
     assert 'used for training' in capsys.readouterr().err
