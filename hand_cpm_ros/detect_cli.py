@@ -77,12 +77,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--backend', choices=BACKEND_NAMES, default='auto',
                         help='inference backend (default: auto)')
     parser.add_argument('--threads', type=int, default=None, help='CPU threads of the backend')
-    parser.add_argument('--max-hands', type=int, default=2, help='at most this many hands (1..8)')
-    parser.add_argument('--keypoint-threshold', type=float, default=0.2,
+    parser.add_argument('--max-hands', type=int, default=PipelineSettings.max_hands,
+                        help='at most this many hands (1..8)')
+    parser.add_argument('--keypoint-threshold', type=float,
+                        default=PipelineSettings.keypoint_threshold,
                         help='keypoints below this confidence do not shape boxes or drawings')
     parser.add_argument('--hand-threshold', type=float, default=PipelineSettings.hand_threshold,
                         help='hands scoring below this are dropped')
-    parser.add_argument('--crop-margin', type=float, default=0.25,
+    parser.add_argument('--crop-margin', type=float, default=PipelineSettings.crop_margin,
                         help='margin around the box before cropping, fraction of its side')
     return parser
 

@@ -112,25 +112,26 @@ PARAMETERS = {
     'use_depth': (False, dict(
         description='Subscribe to a registered depth image and camera_info for 3D keypoints',
         read_only=True)),
-    'keypoint_threshold': (0.2, dict(
+    'keypoint_threshold': (PipelineSettings.keypoint_threshold, dict(
         description='Keypoints below this confidence are not drawn and do not shape boxes',
         floating_point_range=_float_range(0.0, 1.0))),
     'hand_threshold': (PipelineSettings.hand_threshold, dict(
         description='Hands whose score is below this are dropped and their track ends',
         floating_point_range=_float_range(0.0, 1.0))),
-    'max_hands': (2, dict(description='At most this many hands (crops) per frame',
-                          integer_range=_int_range(1, 8))),
-    'crop_margin': (0.25, dict(
+    'max_hands': (PipelineSettings.max_hands, dict(
+        description='At most this many hands (crops) per frame', integer_range=_int_range(1, 8))),
+    'crop_margin': (PipelineSettings.crop_margin, dict(
         description='Margin added on each side of a hand box before cropping, fraction of its '
                     'longer side', floating_point_range=_float_range(0.0, 2.0))),
-    'tracking': (True, dict(
+    'tracking': (PipelineSettings.tracking, dict(
         description='Follow hands: crops from the previous frame\'s keypoints, stable track ids')),
-    'smoothing': (False, dict(description='One Euro smoothing of keypoints per track',
-                              additional_constraints='needs tracking')),
-    'one_euro_min_cutoff': (1.0, dict(
+    'smoothing': (PipelineSettings.smoothing, dict(
+        description='One Euro smoothing of keypoints per track',
+        additional_constraints='needs tracking')),
+    'one_euro_min_cutoff': (PipelineSettings.min_cutoff, dict(
         description='One Euro filter cut-off at rest (Hz); lower = smoother, more lag',
         floating_point_range=_float_range(0.01, 100.0))),
-    'one_euro_beta': (0.0, dict(
+    'one_euro_beta': (PipelineSettings.beta, dict(
         description='One Euro filter speed coefficient; higher = less lag when moving',
         floating_point_range=_float_range(0.0, 10.0))),
     'heatmap_alpha': (0.5, dict(description='Opacity of the belief maps in hands/heatmap',
