@@ -812,16 +812,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
+def run_command(prog: str, parser: argparse.ArgumentParser, run_args, argv: list[str] | None) -> int:
+    """A node-driving command's exit code: run_args(parsed args); a DemoError is one line and
+    exit code 2, Ctrl-C exit code 130 (the node is stopped by run_args' clean-up)."""
+    args = parser.parse_args(argv)
     try:
-        return run(args)
+        return run_args(args)
     except DemoError as error:
-        print(f'hand-cpm-demo: error: {error}', file=sys.stderr)
+        print(f'{prog}: error: {error}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print('hand-cpm-demo: interrupted; the node was stopped', file=sys.stderr)
+        print(f'{prog}: interrupted; the node was stopped', file=sys.stderr)
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command('hand-cpm-demo', get_args_parser(), run, argv)
 
 
 if __name__ == '__main__':

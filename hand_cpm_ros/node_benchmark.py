@@ -42,7 +42,7 @@ import numpy as np
 from .backends import BACKEND_NAMES
 from .demo import (MAX_FRAMES, DemoError, Frame, Recorder, evaluate, node_command, node_failure,
                    play, positive_fps, prepare_out_dir, rendered_frames, resolve_models,
-                   start_node, stop_node, wait_connected, warm_up)
+                   run_command, start_node, stop_node, wait_connected, warm_up)
 from .pipeline import DEFAULT_LOCALIZER_NAME, default_model_path
 
 PROG = 'hand-cpm-node-benchmark'
@@ -388,15 +388,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    try:
-        return run(args)
-    except DemoError as error:
-        print(f'{PROG}: error: {error}', file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f'{PROG}: interrupted; the node was stopped', file=sys.stderr)
-        return 130
+    return run_command(PROG, get_args_parser(), run, argv)
 
 
 if __name__ == '__main__':
