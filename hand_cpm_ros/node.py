@@ -435,8 +435,8 @@ class HandCpmNode(Node):
                 self._warn(f'ignoring a depth image: {error}')
             if depth_m is not None and depth_m.shape != image.shape[:2]:
                 self._warn(f'ignoring depth {depth_m.shape[1]}x{depth_m.shape[0]}: it '
-                                    f'must be registered to the {image.shape[1]}x'
-                                    f'{image.shape[0]} colour image')
+                           f'must be registered to the {image.shape[1]}x'
+                           f'{image.shape[0]} colour image')
                 depth_m = None
         try:
             result = self.pipeline.process(image, rois, stamp=stamp if stamp > 0 else None,
@@ -448,10 +448,10 @@ class HandCpmNode(Node):
             return
         if result.dropped['non_finite_maps']:
             self._warn(f'{result.dropped["non_finite_maps"]} hand crop(s) dropped: '
-                                     f'the backend returned NaN/inf belief maps')
+                       f'the backend returned NaN/inf belief maps')
         if result.dropped['roi_outside_image']:
             self._warn(f'{result.dropped["roi_outside_image"]} hand region(s) ignored: outside '
-                              f'the {image.shape[1]}x{image.shape[0]} image')
+                       f'the {image.shape[1]}x{image.shape[0]} image')
         self.hands_pub.publish(hands_to_msg(result, header))
         keypoint_threshold = self.pipeline.settings.keypoint_threshold
         if self.heatmap_pub.get_subscription_count() > 0:

@@ -357,8 +357,8 @@ class HandPipeline:
 
         mark = time.perf_counter()
         found.sort(key=lambda hand: hand.score, reverse=True)
-        kept = [found[i] for i in _suppress_duplicates([hand.box for hand in found],
-                                                         settings.duplicate_iou)]
+        kept_indices = _suppress_duplicates([hand.box for hand in found], settings.duplicate_iou)
+        kept = [found[i] for i in kept_indices]
         result.dropped['duplicate'] += len(found) - len(kept)
         if not settings.tracking:
             self.tracker.end_all()

@@ -111,8 +111,8 @@ def write_frame_dataset(directory, count, seed=0):
                   'box': [float(v) for v in (*points.min(0), *points.max(0))]}
                  for points, vis, side in ((right, np.ones(NUM_KEYPOINTS, bool), 0),
                                            (left, left_visible, 1))]
-        (directory / f'{index:08d}.json').write_text(json.dumps({'width': 320, 'height': 240,
-                                                                  'hands': hands}))
+        (directory / f'{index:08d}.json').write_text(
+            json.dumps({'width': 320, 'height': 240, 'hands': hands}))
     return directory
 
 

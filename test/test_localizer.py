@@ -15,7 +15,8 @@ def _outputs_from_targets(codec, targets, heat_prob=0.95, left_prob=0.9):
     """Network-like outputs that say exactly what the targets say (peaks as logits)."""
     outputs = np.full((6,) + targets['heat'].shape[1:], -8.0, np.float32)
     peaks = targets['reg_mask'] > 0
-    outputs[0] = np.where(targets['heat'][0] > 0.99, _logit(heat_prob), _logit(np.clip(targets['heat'][0] * 0.5, 1e-4, 0.4)))
+    outputs[0] = np.where(targets['heat'][0] > 0.99, _logit(heat_prob),
+                          _logit(np.clip(targets['heat'][0] * 0.5, 1e-4, 0.4)))
     outputs[1:3] = targets['size']
     outputs[3:5] = targets['offset']
     outputs[5] = np.where(targets['side'][0] > 0.5, _logit(left_prob), _logit(1 - left_prob))

@@ -250,4 +250,3 @@ def test_a_real_run_counts_frames_latency_and_memory(real_run):
     assert report['all_targets_met'] == all(check['pass'] is not False for check in checks)
     assert code == (0 if report['all_targets_met'] else 1)
     assert sorted(path.name for path in out.iterdir()) == ['hands1', 'soak']
-

@@ -99,13 +99,14 @@ def test_overlapping_proposals_are_merged_and_capped(backend):
 def test_track_continues_without_roi_and_keeps_its_id(backend):
     pipeline = HandPipeline(backend)
     first = pipeline.process(grey(), rois=[(100.0, 100.0, 220.0, 240.0)], stamp=0.0)
+    previous = first
     for step in range(1, 4):
         result = pipeline.process(grey(), stamp=0.033 * step)
         (hand,) = result.hands
         assert hand.source == 'track' and hand.track_id == first.hands[0].track_id
         # the new crop is the square around the last confident keypoints: check the mapping
-        previous_box = (first if step == 1 else previous).hands[0].box
-        np.testing.assert_allclose(hand.keypoints, expected_keypoints(previous_box), atol=0.5)
+        np.testing.assert_allclose(hand.keypoints, expected_keypoints(previous.hands[0].box),
+                                   atol=0.5)
         previous = result
 
 

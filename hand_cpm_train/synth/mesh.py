@@ -100,8 +100,9 @@ class HandRig:
         A keypoint is inside its finger (or palm); seen from any direction, the surface in front of
         it is at most the radius of the mesh's cross-section at that joint away. That radius is
         measured on the rest mesh: the farthest vertex, skinned mainly to one of the two bones that
-        meet at the joint (the distal phalanx for a fingertip), within +-5 mm along the bone. Anything in front by more than that (plus a
-        margin) is another part of the hand, or another object.
+        meet at the joint (the distal phalanx for a fingertip), within +-5 mm along the bone.
+        Anything in front by more than that (plus a margin) is another part of the hand, or another
+        object.
         """
         mesh, dominant = self.mesh, self.dominant_joint
         tolerances = np.zeros(NUM_KEYPOINTS)

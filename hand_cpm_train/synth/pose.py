@@ -49,7 +49,8 @@ _STRAIGHT = (0.0, 0.0, 0.0, 0.0)
 _THUMB_OVER_FIST = (12.0, 13.0, 16.0, 54.0, 70.0)
 _CURLED = (85.0, 0.0, 100.0, 65.0)
 
-# Named gestures (the thumb of `ok` and `pinch` touches the index tip, fitted on the mesh): thumb (cmc flex, cmc abduct, cmc twist, mcp, ip); per finger (mcp, spread, pip, dip).
+# Named gestures (the thumb of `ok` and `pinch` touches the index tip, fitted on the mesh):
+# thumb (cmc flex, cmc abduct, cmc twist, mcp, ip); per finger (mcp, spread, pip, dip).
 GESTURES: dict[str, np.ndarray] = {
     'open_palm': _gesture((-10.0, 25.0, 0.0, 0.0, 0.0), {
         'index': (0.0, 12.0, 0.0, 0.0), 'middle': (0.0, 2.0, 0.0, 0.0),

@@ -405,6 +405,7 @@ def sample_frame_scene(rng: np.random.Generator, size: tuple[int, int] = (640, 4
     draw = rng.random()
     count = 0 if draw < 0.15 else 1 if draw < 0.70 else 2
     hands: list[HandParams] = []
+    size_px, centre = 0.0, np.zeros(2)  # of the previous hand, which a second one may stay near
 
     def random_centre() -> np.ndarray:
         margin = -0.1 if rng.random() < 0.15 else 0.05
@@ -515,4 +516,3 @@ def render_sequence(num_frames: int, num_hands: int, seed: int,
                       for hand_keys in keys)
         rendered = render_scene(replace(scene, hands=hands))
         yield rendered.image_bgr, rendered.frame_annotation()
-
