@@ -30,6 +30,10 @@ HEAT, SIZE, OFFSET, SIDE = 0, slice(1, 3), slice(3, 5), 5
 # shipped localiser on validation frames (hand-cpm-eval's sweep; models/MODEL_CARD.md).
 DEFAULT_SCORE_THRESHOLD = 0.25
 DEFAULT_MAX_HANDS = 2
+# Below this probability (of left, or of right) a detection's handedness is reported unknown
+# rather than as a coin flip: the shipped localiser's handedness head gives 0.50-0.57 on every
+# hand (it has not learnt handedness; models/MODEL_CARD.md).
+MIN_HANDEDNESS_SCORE = 0.75
 
 
 @dataclass(frozen=True)
@@ -151,12 +155,15 @@ class LocalizerCodec:
 
     def decode(self, outputs: np.ndarray, input_to_source: np.ndarray, source_size: tuple[int, int],
                score_threshold: float = DEFAULT_SCORE_THRESHOLD, max_hands: int = 2,
-               nms_iou: float = 0.5) -> list[Detection]:
+               nms_iou: float = 0.5,
+               min_handedness_score: float = MIN_HANDEDNESS_SCORE) -> list[Detection]:
         """Hands from one image's outputs (6, h, w), best first, at most `max_hands`.
 
         Peaks are cells that are the maximum of their 3x3 neighbourhood with probability at least
         `score_threshold`; boxes are mapped to source pixels through `input_to_source` and clipped
         to `source_size` = (width, height); overlapping boxes (IoU > nms_iou) keep the best one.
+        Handedness is the likelier side when its probability reaches `min_handedness_score`,
+        else None (unknown).
         """
         outputs = np.asarray(outputs, dtype=np.float32)
         grid_w, grid_h = self.grid_size()
@@ -192,10 +199,15 @@ class LocalizerCodec:
                 keep.append(index)
             if len(keep) == max_hands:
                 break
-        return [Detection(box=tuple(float(v) for v in boxes[i]), score=float(scores[i]),
-                          handedness='left' if left[i] >= 0.5 else 'right',
-                          handedness_score=float(max(left[i], 1.0 - left[i])))
-                for i in keep]
+        detections = []
+        for i in keep:
+            side_score = float(max(left[i], 1.0 - left[i]))
+            known = side_score >= min_handedness_score
+            detections.append(Detection(
+                box=tuple(float(v) for v in boxes[i]), score=float(scores[i]),
+                handedness=('left' if left[i] >= 0.5 else 'right') if known else None,
+                handedness_score=side_score if known else 0.0))
+        return detections
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -67,6 +67,19 @@ def test_encode_decode_round_trip_in_source_pixels(size):
         assert detection.handedness == side and detection.handedness_score == pytest.approx(0.9, abs=1e-4)
 
 
+@pytest.mark.parametrize('left_prob, expected', [(0.9, ('left', 0.9)), (0.1, ('right', 0.9)),
+                                                 (0.6, (None, 0.0)), (0.4, (None, 0.0))])
+def test_handedness_is_unknown_below_its_minimum_score(left_prob, expected):
+    codec = LocalizerCodec()
+    _, input_to_source = prepare_frame(np.zeros((256, 320, 3), np.uint8), codec)
+    targets = codec.encode(np.array([[100.0, 60.0, 180.0, 160.0]]), is_left=[1])
+    outputs = _outputs_from_targets(codec, targets)
+    outputs[5] = _logit(left_prob)
+    (detection,) = codec.decode(outputs, input_to_source, (320, 256), score_threshold=0.5,
+                                min_handedness_score=0.75)
+    assert (detection.handedness, round(detection.handedness_score, 4)) == expected
+
+
 def test_empty_frame_gives_no_hands_and_max_hands_caps():
     codec = LocalizerCodec()
     _, input_to_source = prepare_frame(np.zeros((480, 640, 3), np.uint8), codec)
