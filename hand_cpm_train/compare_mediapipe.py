@@ -29,8 +29,8 @@ fewer than MIN_VISIBLE visible keypoints are not counted: finding one is neither
 hand. Reported per system: frames, hands in truth, hands found (detection rate), false hands,
 PCK@0.2 (normalised by the longer side of the true hand's visible-keypoint box, as
 hand_cpm_ros.metrics.summary) over the matched hands and over all true hands with the missed ones
-counted as wrong, EPE px over the matched hands, handedness accuracy of the matched hands
-('unknown' counts as wrong), and the per-frame latency median and p95 and frames/s (frames over
+counted as wrong, EPE px over the matched hands, the share of matched hands given a handedness
+(not 'unknown') and the accuracy over those, and the per-frame latency median and p95 and frames/s (frames over
 the summed per-frame times). The markdown table ends each row with the better system; --json
 writes the same numbers, the settings of both systems and each frame's time and matches.
 """
@@ -81,7 +81,8 @@ ROWS = (
     ('PCK@0.2, matched hands', 'pck@0.2_matched', 'higher'),
     ('PCK@0.2, all true hands (missed = wrong)', 'pck@0.2_all', 'higher'),
     ('EPE px, matched hands', 'epe_px_matched', 'lower'),
-    ('handedness accuracy, matched hands', 'handedness_accuracy', 'higher'),
+    ('handedness given (not unknown), matched hands', 'handedness_given', 'higher'),
+    ('handedness accuracy, matched hands where given', 'handedness_accuracy', 'higher'),
     ('latency median, ms', 'latency_ms_median', 'lower'),
     ('latency p95, ms', 'latency_ms_p95', 'lower'),
     ('frames/s', 'frames_per_s', 'higher'),
@@ -162,7 +163,7 @@ def score_system(truths: list[TrueFrame], predictions: list[PredictedFrame]
     if len(truths) != len(predictions):
         raise ValueError(f'{len(predictions)} predicted frames for {len(truths)} true frames')
     matched, everything = ([], [], []), ([], [], [])  # (pred, gt, visible) stacks
-    false_hands = right_sides = 0
+    false_hands = right_sides = given_sides = 0
     per_frame = []
     for truth, predicted in zip(truths, predictions):
         counted = truth.visible.sum(axis=1) >= MIN_VISIBLE
@@ -175,6 +176,7 @@ def score_system(truths: list[TrueFrame], predictions: list[PredictedFrame]
                                                   truth.visible[index])):
                     stack.append(value)
                 side = 'left' if truth.is_left[index] else 'right'
+                given_sides += predicted.handedness[hand] != 'unknown'
                 right_sides += predicted.handedness[hand] == side
         for index in np.flatnonzero(counted):
             hits = np.flatnonzero(matches == index)
@@ -196,7 +198,8 @@ def score_system(truths: list[TrueFrame], predictions: list[PredictedFrame]
         'pck@0.2_matched': _number(on_matched.get('pck@0.2')),
         'pck@0.2_all': _number(on_all.get('pck@0.2')),
         'epe_px_matched': _number(on_matched.get('epe_px')),
-        'handedness_accuracy': _number(right_sides / found if found else None),
+        'handedness_given': _number(given_sides / found if found else None),
+        'handedness_accuracy': _number(right_sides / given_sides if given_sides else None),
         'latency_ms_median': _number(np.median(times)),
         'latency_ms_p95': _number(np.percentile(times, 95)),
         'frames_per_s': _number(1e3 * len(times) / times.sum() if times.sum() > 0 else None),

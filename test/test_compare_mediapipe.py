@@ -74,6 +74,7 @@ def test_score_system_counts_hits_misses_false_hands_and_keypoint_errors():
     assert result['pck@0.2_matched'] == pytest.approx(37 / 42, abs=1e-4)
     assert result['pck@0.2_all'] == pytest.approx(37 / 63, abs=1e-4)  # H1's 21 count as wrong
     assert result['epe_px_matched'] == pytest.approx(5 * 30 / 42, abs=1e-4)
+    assert result['handedness_given'] == pytest.approx(1.0)
     assert result['handedness_accuracy'] == pytest.approx(0.5)
     assert result['latency_ms_median'] == pytest.approx(20.0)
     assert result['latency_ms_p95'] == pytest.approx(29.0)
@@ -85,8 +86,17 @@ def test_score_system_without_any_hit_reports_none_not_nan():
     assert result['hands_found'] == 0 and result['detection_rate'] == 0.0
     assert result['pck@0.2_all'] == 0.0
     assert result['pck@0.2_matched'] is None and result['epe_px_matched'] is None
-    assert result['handedness_accuracy'] is None
+    assert result['handedness_accuracy'] is None and result['handedness_given'] is None
     json.dumps(result, allow_nan=False)
+
+
+def test_unknown_handedness_is_not_counted_as_a_wrong_side():
+    unknown_a = PredictedFrame(PRED_A.keypoints, PRED_A.scores,
+                               tuple('unknown' for _ in PRED_A.handedness), PRED_A.ms)
+    result, _ = score_system([FRAME_A, FRAME_B], [unknown_a, PRED_B])
+    assert result['hands_found'] == 2
+    assert result['handedness_given'] == pytest.approx(0.5)  # only FRAME_B's hand has a side
+    assert result['handedness_accuracy'] == 0.0  # PRED_B calls FRAME_B's left hand right
 
 
 def test_score_system_refuses_mismatched_frame_counts():
