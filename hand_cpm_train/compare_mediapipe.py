@@ -30,8 +30,8 @@ hand. Reported per system: frames, hands in truth, hands found (detection rate),
 PCK@0.2 (normalised by the longer side of the true hand's visible-keypoint box, as
 hand_cpm_ros.metrics.summary) over the matched hands and over all true hands with the missed ones
 counted as wrong, EPE px over the matched hands, the share of matched hands given a handedness
-(not 'unknown') and the accuracy over those, and the per-frame latency median and p95 and frames/s (frames over
-the summed per-frame times). The markdown table ends each row with the better system; --json
+(not 'unknown') and the accuracy over those, and the per-frame latency median and p95 and
+frames/s (frames over the summed per-frame times). The markdown table ends each row with the better system; --json
 writes the same numbers, the settings of both systems and each frame's time and matches.
 """
 from __future__ import annotations
