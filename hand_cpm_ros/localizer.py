@@ -154,7 +154,7 @@ class LocalizerCodec:
         return targets
 
     def decode(self, outputs: np.ndarray, input_to_source: np.ndarray, source_size: tuple[int, int],
-               score_threshold: float = DEFAULT_SCORE_THRESHOLD, max_hands: int = 2,
+               score_threshold: float = DEFAULT_SCORE_THRESHOLD, max_hands: int = DEFAULT_MAX_HANDS,
                nms_iou: float = 0.5,
                min_handedness_score: float = MIN_HANDEDNESS_SCORE) -> list[Detection]:
         """Hands from one image's outputs (6, h, w), best first, at most `max_hands`.
