@@ -70,6 +70,7 @@ PIPELINE_PARAMETERS = {
     'max_hands': 'max_hands',
     'crop_margin': 'crop_margin',
     'tracking': 'tracking',
+    'track_half_life': 'track_half_life',
     'smoothing': 'smoothing',
     'one_euro_min_cutoff': 'min_cutoff',
     'one_euro_beta': 'beta',
@@ -125,6 +126,11 @@ PARAMETERS = {
                     'longer side', floating_point_range=_float_range(0.0, 2.0))),
     'tracking': (PipelineSettings.tracking, dict(
         description='Follow hands: crops from the previous frame\'s keypoints, stable track ids')),
+    'track_half_life': (PipelineSettings.track_half_life, dict(
+        description='Seconds in which a track\'s evidence (the localiser score or ROI that found '
+                    'its hand) halves while only tracking finds the hand; the hand score is mean '
+                    'keypoint confidence x evidence, so a track the localiser never confirms '
+                    'again ends', floating_point_range=_float_range(0.05, 60.0))),
     'smoothing': (PipelineSettings.smoothing, dict(
         description='One Euro smoothing of keypoints per track',
         additional_constraints='needs tracking')),

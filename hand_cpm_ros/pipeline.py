@@ -6,6 +6,9 @@ de-duplicated by IoU (the best-scoring proposal wins) and capped at `max_hands`;
 square crop with a margin, ALL crops go through the backend in one batch, the codec decodes the
 belief maps straight into source pixels, hands below `hand_threshold` are dropped, duplicates
 (two proposals that found the same hand) are removed and the tracker gives ids across frames.
+A hand's score is its mean keypoint confidence times the evidence of the proposal that found it:
+the localiser's score, 1 for an external ROI, or a track's evidence, which fades with
+`track_half_life` until the localiser (or an ROI) finds the hand again.
 
 numpy + OpenCV only: no ROS, no torch (the backend may use torch, lazily, behind its interface).
 """
@@ -31,7 +34,7 @@ from .geometry import (box_from_keypoints, box_iou_matrix, clip_box, crop_to_sou
                        source_to_crop_affine, square_crop, warp_crop)
 from .keypoints import NUM_KEYPOINTS
 from .localizer import Detection
-from .tracking import HandTracker, Observation, validate_one_euro
+from .tracking import HandTracker, Observation, validate_half_life, validate_one_euro
 
 Box = tuple[float, float, float, float]
 
@@ -63,6 +66,9 @@ class PipelineSettings:
     # gives about 0.6 on a hand, so 0.15 keeps what the localiser's own threshold (0.25) keeps.
     hand_threshold: float = 0.15
     tracking: bool = True
+    # Seconds in which a track's evidence halves while only tracking finds its hand: 2 s halves
+    # the false hands of the node benchmark's 1-hand stream and keeps as many true ones.
+    track_half_life: float = 2.0
     smoothing: bool = False
     min_cutoff: float = 1.0    # One Euro filter: Hz at rest
     beta: float = 0.0          # One Euro filter: cut-off increase per px/s of speed
@@ -84,11 +90,13 @@ class PipelineSettings:
         if self.smoothing and not self.tracking:
             raise ValueError('smoothing needs tracking: enable tracking or disable smoothing')
         validate_one_euro(self.min_cutoff, self.beta)
+        validate_half_life(self.track_half_life)
 
 
 @dataclass
 class CropProposal:
-    """Where to look for a hand this frame, and why."""
+    """Where to look for a hand this frame, and why; `score` is the evidence that a hand is there
+    (localiser score, a track's faded evidence, 1 for an ROI)."""
     box: Box
     score: float
     source: str  # 'localizer', 'track' or 'roi'
@@ -113,7 +121,7 @@ class Hand:
     """One hand found in a frame; coordinates in source-image pixels."""
     keypoints: np.ndarray        # (21, 2) float64
     scores: np.ndarray           # (21,) in [0, 1]
-    score: float                 # mean keypoint score, times the localiser's score if it found it
+    score: float                 # mean keypoint score x the evidence of the proposal that found it
     box: Box                     # around the confident keypoints, clipped to the image
     handedness: Handedness
     handedness_score: float
@@ -243,7 +251,8 @@ class HandPipeline:
         self._pending: PipelineSettings | None = None
         s = self._settings
         self.tracker = HandTracker(s.keypoint_threshold, smoothing=s.smoothing,
-                                   min_cutoff=s.min_cutoff, beta=s.beta)
+                                   min_cutoff=s.min_cutoff, beta=s.beta,
+                                   half_life=s.track_half_life)
         self.dropped_total: Counter = Counter()
 
     @property
@@ -263,13 +272,15 @@ class HandPipeline:
             self._settings = pending
             self.tracker.keypoint_threshold = pending.keypoint_threshold
             self.tracker.smoothing = pending.smoothing
+            self.tracker.half_life = pending.track_half_life
             self.tracker.configure_smoothing(pending.min_cutoff, pending.beta)
         return self._settings
 
     def proposals(self, image_bgr: np.ndarray, rois: Sequence[Box], settings: PipelineSettings,
-                  dropped: Counter) -> list[CropProposal]:
+                  dropped: Counter, frame_time: float) -> list[CropProposal]:
         """This frame's crop proposals, best first, de-duplicated, at most max_hands. ROIs that
-        are empty once clipped to the image are counted in `dropped`."""
+        are empty once clipped to the image are counted in `dropped`; `frame_time` (seconds)
+        fades the tracks' evidence."""
         height, width = image_bgr.shape[:2]
         candidates: list[CropProposal] = []
         if self.localizer is not None:
@@ -281,8 +292,8 @@ class HandPipeline:
                     handedness,
                     detection.handedness_score if handedness != Handedness.UNKNOWN else 0.0))
         if settings.tracking:
-            for box, track in self.tracker.proposals():
-                candidates.append(CropProposal(clip_box(box, width, height), track.score, 'track',
+            for box, track, evidence in self.tracker.proposals(frame_time):
+                candidates.append(CropProposal(clip_box(box, width, height), evidence, 'track',
                                                Handedness(track.handedness), track.handedness_score))
         for roi in rois:
             x0, y0, x1, y1 = clip_box(roi, width, height)
@@ -314,8 +325,9 @@ class HandPipeline:
         height, width = image_bgr.shape[:2]
         result = FrameResult([], (width, height), stamp)
         timings = result.timings
+        frame_time = time.monotonic() if stamp is None else stamp
 
-        proposals = self.proposals(image_bgr, rois, settings, result.dropped)
+        proposals = self.proposals(image_bgr, rois, settings, result.dropped, frame_time)
         size = self.backend.info.input_size
         crops, to_source = [], []
         for proposal in proposals:
@@ -343,9 +355,7 @@ class HandPipeline:
                                                             [to_source[i] for i in chosen])
                 for row, index in enumerate(chosen):
                     proposal = proposals[index]
-                    score = float(np.mean(scores[row]))
-                    if proposal.source == 'localizer':
-                        score *= proposal.score
+                    score = float(np.mean(scores[row])) * proposal.score
                     if score < settings.hand_threshold:
                         result.dropped['low_score'] += 1
                         continue
@@ -364,9 +374,10 @@ class HandPipeline:
             self.tracker.end_all()
         tracks = self.tracker.update(
             [Observation(hand.keypoints, hand.scores, hand.box, hand.score,
-                         int(hand.proposal.handedness), hand.proposal.handedness_score)
+                         int(hand.proposal.handedness), hand.proposal.handedness_score,
+                         hand.proposal.score)
              for hand in kept],
-            time.monotonic() if stamp is None else stamp)
+            frame_time)
         for hand, track in zip(kept, tracks):
             box = hand.box if not settings.smoothing else self._hand_box(
                 track.keypoints, hand.scores, hand.proposal.box, settings, width, height)

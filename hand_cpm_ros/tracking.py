@@ -3,7 +3,9 @@ and optional One Euro smoothing of the keypoints.
 
 Pure numpy (no ROS, no torch): HandPipeline uses it for the node and the offline CLI alike.
 A track lives exactly as long as its hand is found in consecutive frames; ids come from one counter
-per tracker and are never reused.
+per tracker and are never reused. Each track keeps the evidence that a hand is there (the score of
+the localiser box or ROI that found it) and that evidence fades with a half-life while only the
+track itself finds the hand again: the keypoint network alone cannot keep a false box alive.
 """
 from __future__ import annotations
 
@@ -69,12 +71,19 @@ def validate_one_euro(min_cutoff: float, beta: float) -> None:
         raise ValueError(f'One Euro beta must be finite and >= 0, got {beta}')
 
 
+def validate_half_life(half_life: float) -> None:
+    """Raise ValueError unless the evidence half-life is a finite number of seconds > 0."""
+    if not (math.isfinite(half_life) and half_life > 0):
+        raise ValueError(f'track half-life must be a finite number of seconds > 0, got {half_life}')
+
+
 @dataclass
 class Observation:
     """One hand found in the current frame, as the tracker needs it.
 
     `handedness_score` 0 means the handedness is unknown for this observation; the track then keeps
-    its last known call.
+    its last known call. `evidence` in [0, 1]: how sure the proposal that found it was that a hand
+    is there (a localiser score, 1 for an external ROI, a track's faded evidence).
     """
     keypoints: np.ndarray  # (21, 2) source pixels
     scores: np.ndarray  # (21,)
@@ -82,11 +91,13 @@ class Observation:
     score: float
     handedness: int = 0
     handedness_score: float = 0.0
+    evidence: float = 1.0
 
 
 @dataclass
 class Track:
-    """A hand followed over consecutive frames; `keypoints` are the (smoothed) latest ones."""
+    """A hand followed over consecutive frames; `keypoints` are the (smoothed) latest ones, `evidence`
+    the latest observation's, found at `time` (seconds)."""
     track_id: int
     keypoints: np.ndarray
     scores: np.ndarray
@@ -95,6 +106,8 @@ class Track:
     handedness: int = 0
     handedness_score: float = 0.0
     age: int = 1  # frames in which the hand was found
+    evidence: float = 1.0
+    time: float = 0.0
     smoother: OneEuroFilter | None = field(default=None, repr=False)
 
 
@@ -116,14 +129,18 @@ class HandTracker:
     Similarity of a track and a new hand = mean of their box IoU and their keypoint similarity
     (so two crossing hands with overlapping boxes still keep their own ids); pairs are taken
     greedily, most similar first, down to `match_threshold`. Unmatched hands start new tracks,
-    unmatched tracks end.
+    unmatched tracks end. A track's evidence halves every `half_life` seconds until an observation
+    with new evidence continues it.
     """
 
     def __init__(self, keypoint_threshold: float = 0.2, match_threshold: float = 0.3,
-                 smoothing: bool = False, min_cutoff: float = 1.0, beta: float = 0.0):
+                 smoothing: bool = False, min_cutoff: float = 1.0, beta: float = 0.0,
+                 half_life: float = 1.0):
         self.keypoint_threshold = keypoint_threshold
         self.match_threshold = match_threshold
         self.smoothing = smoothing
+        validate_half_life(half_life)
+        self.half_life = half_life
         self._ids = itertools.count(1)
         self._tracks: list[Track] = []
         self.configure_smoothing(min_cutoff, beta)
@@ -144,13 +161,17 @@ class HandTracker:
         """End every track (ids already given out stay used)."""
         self._tracks = []
 
-    def proposals(self) -> list[tuple[Box, Track]]:
-        """Crop proposals for the next frame: the box of each track's confident keypoints."""
+    def proposals(self, time: float) -> list[tuple[Box, Track, float]]:
+        """Crop proposals for a frame at `time` (seconds): the box of each track's confident
+        keypoints, the track, and its evidence faded to that time (a time before the track's
+        last one, e.g. a bag played again, fades nothing)."""
         proposals = []
         for track in self._tracks:
             visible = track.scores >= self.keypoint_threshold
             if np.count_nonzero(visible) >= 2:
-                proposals.append((box_from_keypoints(track.keypoints, visible), track))
+                fade = 0.5 ** (max(time - track.time, 0.0) / self.half_life)
+                proposals.append((box_from_keypoints(track.keypoints, visible), track,
+                                  track.evidence * fade))
         return proposals
 
     def similarity(self, track: Track, observation: Observation) -> float:
@@ -191,6 +212,7 @@ class HandTracker:
                 track.smoother = None
                 track.keypoints = np.asarray(obs.keypoints, dtype=np.float64).copy()
             track.scores, track.box, track.score = obs.scores, obs.box, obs.score
+            track.evidence, track.time = obs.evidence, time
             if obs.handedness_score > 0:
                 track.handedness, track.handedness_score = obs.handedness, obs.handedness_score
             result.append(track)

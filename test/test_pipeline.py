@@ -139,6 +139,34 @@ def test_low_score_hand_is_dropped_and_its_track_ends(backend):
     assert pipeline.process(grey()).hands == []  # no track left to propose a crop
 
 
+def test_hand_found_only_by_tracking_fades_with_the_half_life_and_ends(backend):
+    pipeline = HandPipeline(backend, track_half_life=1.0, hand_threshold=0.2)
+    (first,) = pipeline.process(grey(), rois=[(100.0, 100.0, 220.0, 240.0)], stamp=5.0).hands
+    confidence = first.scores.mean()
+    assert first.score == pytest.approx(confidence) and confidence > 0.9  # an ROI is evidence 1
+    for seconds in (1.0, 2.0):  # tracking alone: evidence 1/2, then 1/4
+        (hand,) = pipeline.process(grey(), stamp=5.0 + seconds).hands
+        assert (hand.source, hand.track_id) == ('track', first.track_id)
+        assert hand.score == pytest.approx(hand.scores.mean() * 0.5 ** seconds, rel=1e-6)
+    result = pipeline.process(grey(), stamp=8.0)  # 1/8 x ~0.95 < 0.2: dropped, the track ends
+    assert result.hands == [] and result.dropped['low_score'] == 1
+    assert pipeline.process(grey(), stamp=8.1).num_crops == 0
+
+
+def test_localiser_finding_a_tracked_hand_again_restores_its_evidence(backend):
+    localizer = FixedBoxesLocalizer([Detection((100.0, 100.0, 200.0, 200.0), 0.8, None, 0.0)])
+    pipeline = HandPipeline(backend, localizer=localizer, track_half_life=0.5)
+    (found,) = pipeline.process(grey(), stamp=0.0).hands
+    localizer.detections = []
+    (tracked,) = pipeline.process(grey(), stamp=0.5).hands
+    assert tracked.score == pytest.approx(0.4 * tracked.scores.mean(), rel=1e-6)
+    # the localiser's box is the track's own (the test model's keypoints follow the crop, not a hand)
+    localizer.detections = [Detection(tracked.box, 0.7, None, 0.0)]
+    (again,) = pipeline.process(grey(), stamp=1.0).hands
+    assert (again.source, again.track_id) == ('localizer', found.track_id)
+    assert again.score == pytest.approx(0.7 * again.scores.mean(), rel=1e-6)
+
+
 def test_roi_outside_the_image_is_counted_not_fatal(backend):
     result = HandPipeline(backend).process(grey(), rois=[(700.0, 10.0, 800.0, 100.0)])
     assert result.hands == [] and result.dropped['roi_outside_image'] == 1
@@ -163,7 +191,7 @@ def test_settings_are_validated_and_applied_from_the_next_frame(backend):
     for bad, message in [({'max_hands': 0}, 'max_hands'), ({'keypoint_threshold': 1.5}, 'keypoint'),
                          ({'crop_margin': -0.1}, 'crop_margin'), ({'tracking': False, 'smoothing': True},
                                                                   'smoothing needs tracking'),
-                         ({'min_cutoff': 0.0}, 'min_cutoff')]:
+                         ({'min_cutoff': 0.0}, 'min_cutoff'), ({'track_half_life': 0.0}, 'half-life')]:
         with pytest.raises(ValueError, match=message):
             pipeline.update_settings(**bad)
     assert pipeline.settings.max_hands == 2

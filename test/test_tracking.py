@@ -107,8 +107,8 @@ def test_proposals_cover_only_confident_keypoints():
     hand.scores[[4, 20]] = 0.1  # (200, 100) and (100, 200) not confident: row 4 drops out
     hand.keypoints[4] = (900, 900)
     tracker.update([hand], 0.0)
-    ((box, track),) = tracker.proposals()
-    assert track.track_id == 1
+    ((box, track, evidence),) = tracker.proposals(0.0)
+    assert track.track_id == 1 and evidence == 1.0
     assert box == pytest.approx((100.0, 100.0, 200.0, 175.0))
 
 
@@ -118,7 +118,33 @@ def test_proposals_need_two_confident_keypoints():
     hand.scores = hand.scores.copy()
     hand.scores[0] = 0.9
     tracker.update([hand], 0.0)
-    assert tracker.proposals() == []
+    assert tracker.proposals(0.0) == []
+
+
+def test_track_evidence_halves_every_half_life_until_new_evidence_continues_it():
+    tracker = HandTracker(half_life=0.5)
+    hand = hand_at(100, 100)
+    hand.evidence = 0.8
+    tracker.update([hand], 10.0)
+    assert [evidence for _, _, evidence in tracker.proposals(10.0)] == [0.8]
+    assert tracker.proposals(10.5)[0][2] == pytest.approx(0.4)
+    assert tracker.proposals(11.5)[0][2] == pytest.approx(0.1)
+    assert tracker.proposals(9.0)[0][2] == 0.8  # an earlier frame (a bag replayed) fades nothing
+    faded = hand_at(102, 100)
+    faded.evidence = tracker.proposals(11.0)[0][2]  # found again by tracking alone at 11 s
+    (track,) = tracker.update([faded], 11.0)
+    assert (track.track_id, track.evidence, track.time) == (1, pytest.approx(0.2), 11.0)
+    assert tracker.proposals(11.5)[0][2] == pytest.approx(0.1)
+    confirmed = hand_at(104, 100)
+    confirmed.evidence = 0.9  # the localiser finds it again
+    tracker.update([confirmed], 11.5)
+    assert tracker.proposals(11.5)[0][2] == 0.9
+
+
+@pytest.mark.parametrize('half_life', [0.0, -1.0, math.inf, math.nan])
+def test_bad_half_life_is_refused(half_life):
+    with pytest.raises(ValueError, match='half-life'):
+        HandTracker(half_life=half_life)
 
 
 def test_handedness_is_kept_when_later_observations_do_not_know_it():
