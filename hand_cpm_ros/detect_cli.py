@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from .backends import BACKEND_NAMES, BackendError, create_backend
-from .localizer import DEFAULT_SCORE_THRESHOLD, HandLocalizer
+from .localizer import DEFAULT_LOCALIZER_THREADS, DEFAULT_SCORE_THRESHOLD, HandLocalizer
 from .pipeline import (DEFAULT_LOCALIZER_NAME, FrameResult, HandPipeline, PipelineSettings,
                        default_model_path, draw_result)
 
@@ -76,7 +76,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--engine', type=Path, default=None, help='TensorRT engine file')
     parser.add_argument('--backend', choices=BACKEND_NAMES, default='auto',
                         help='inference backend (default: auto)')
-    parser.add_argument('--threads', type=int, default=None, help='CPU threads of the backend')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='CPU threads of the keypoint backend')
+    parser.add_argument('--localizer-threads', type=int, default=DEFAULT_LOCALIZER_THREADS,
+                        help='CPU threads of an ONNX localiser (default: %(default)s, on the '
+                             'calling thread, which leaves the cores to the keypoint backend)')
     parser.add_argument('--max-hands', type=int, default=PipelineSettings.max_hands,
                         help='at most this many hands (1..8)')
     parser.add_argument('--keypoint-threshold', type=float,
@@ -186,7 +190,9 @@ def run(args: argparse.Namespace) -> None:
                                  engine_path=None if args.engine is None else str(args.engine),
                                  threads=args.threads, logger=lambda text: None)
         localizer = None if localizer_path is None else HandLocalizer(
-            create_backend('auto', model_path=str(localizer_path), threads=args.threads,
+            create_backend('auto', model_path=str(localizer_path),
+                           threads=args.localizer_threads if localizer_path.suffix == '.onnx'
+                           else args.threads,
                            logger=lambda text: None),
             score_threshold=args.localizer_threshold, max_hands=args.max_hands)
         pipeline = HandPipeline(backend, localizer=localizer, max_hands=args.max_hands,

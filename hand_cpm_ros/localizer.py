@@ -34,6 +34,11 @@ DEFAULT_MAX_HANDS = 2
 # rather than as a coin flip: the shipped localiser's handedness head gives 0.50-0.57 on every
 # hand (it has not learnt handedness; models/MODEL_CARD.md).
 MIN_HANDEDNESS_SCORE = 0.75
+# CPU threads of the localiser's backend. One: it then runs on the calling thread, with no thread
+# pool of its own whose idle spinning threads would take the cores from the keypoint backend's
+# pool, which runs right after it. On the 2-core build machine, localiser then one crop: 10.5 ms
+# median with one thread, 20.7 ms with two (README "Speed").
+DEFAULT_LOCALIZER_THREADS = 1
 
 
 @dataclass(frozen=True)

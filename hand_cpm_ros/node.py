@@ -49,7 +49,7 @@ from visualization_msgs.msg import MarkerArray
 
 from .backends import BACKEND_NAMES, BackendError, create_backend
 from .image_conversion import ImageConversionError
-from .localizer import DEFAULT_SCORE_THRESHOLD, HandLocalizer
+from .localizer import DEFAULT_LOCALIZER_THREADS, DEFAULT_SCORE_THRESHOLD, HandLocalizer
 from .msg import HandKeypointsArray, HandRegions
 from .pipeline import (DEFAULT_LOCALIZER_NAME, HandPipeline, PipelineSettings, default_model_path,
                        draw_result)
@@ -105,8 +105,13 @@ PARAMETERS = {
     'localizer_threshold': (DEFAULT_SCORE_THRESHOLD, dict(
         description='Hand boxes of the localiser scoring below this are ignored',
         floating_point_range=_float_range(0.01, 0.99), read_only=True)),
-    'threads': (0, dict(description='CPU threads of the backend; 0 = its default',
+    'threads': (0, dict(description='CPU threads of the keypoint backend; 0 = its default',
                         integer_range=_int_range(0, 64), read_only=True)),
+    'localizer_threads': (DEFAULT_LOCALIZER_THREADS, dict(
+        description='CPU threads of an ONNX localiser; 1 = on the calling thread, which leaves '
+                    'the cores to the keypoint backend (faster on small CPUs). A .pt localiser '
+                    'uses the keypoint backend\'s threads (torch sets them process-wide)',
+        integer_range=_int_range(1, 64), read_only=True)),
     'compressed_input': (False, dict(
         description='Subscribe to image/compressed (CompressedImage) instead of image',
         read_only=True)),
@@ -317,7 +322,8 @@ class HandCpmNode(Node):
         try:
             backend = create_backend('auto', model_path=None if is_engine else str(path),
                                      engine_path=str(path) if is_engine else None,
-                                     threads=value['threads'] or None,
+                                     threads=value['localizer_threads'] if path.suffix == '.onnx'
+                                     else value['threads'] or None,
                                      logger=self.get_logger().info)
             # Up to the largest max_hands: the pipeline caps the proposals with the current
             # max_hands, which may change at run time.

@@ -15,8 +15,9 @@ held-out frames, in one run: hands found, keypoint accuracy (PCK@0.2, EPE) and s
   mode).
 Both see the frames one at a time, one system after the other; each frame's time is the wall
 time of the call that finds the hands (`hands.process` / `HandPipeline.process`: detection,
-keypoints, decoding), image reading excluded, after WARMUP untimed frames. ONNX Runtime gets
---threads threads and the MediaPipe worker is pinned to --threads CPUs.
+keypoints, decoding), image reading excluded, after WARMUP untimed frames. The keypoint network
+gets --threads ONNX Runtime threads and the localiser the node's default (one); the MediaPipe
+worker is pinned to --threads CPUs.
 
 MediaPipe's 21 landmarks come in this package's keypoint order (hand_cpm_ros.keypoints: wrist,
 thumb cmc/mcp/ip/tip, then mcp/pip/dip/tip of index, middle, ring and little finger), so they
@@ -55,7 +56,7 @@ from hand_cpm_ros.backends import BackendError, create_backend
 from hand_cpm_ros.files import write_atomic
 from hand_cpm_ros.geometry import box_from_keypoints, clip_box
 from hand_cpm_ros.keypoints import NUM_KEYPOINTS
-from hand_cpm_ros.localizer import DEFAULT_SCORE_THRESHOLD, HandLocalizer
+from hand_cpm_ros.localizer import DEFAULT_LOCALIZER_THREADS, DEFAULT_SCORE_THRESHOLD, HandLocalizer
 from hand_cpm_ros.pipeline import DEFAULT_LOCALIZER_NAME, HandPipeline, default_model_path
 from hand_cpm_train.data import (MIN_VISIBLE, _annotation_files, _image_beside, _parse_points,
                                  _read_json, read_image)
@@ -387,7 +388,10 @@ def build_pipeline(model: Path, localizer: Path, threads: int) -> tuple[HandPipe
     try:
         backend = create_backend('auto', model_path=str(model), threads=threads,
                                  logger=lambda text: None)
-        boxes = HandLocalizer(create_backend('auto', model_path=str(localizer), threads=threads,
+        # the localiser's threads as in the node (DEFAULT_LOCALIZER_THREADS for an ONNX one)
+        boxes = HandLocalizer(create_backend('auto', model_path=str(localizer),
+                                             threads=DEFAULT_LOCALIZER_THREADS
+                                             if localizer.suffix == '.onnx' else threads,
                                              logger=lambda text: None),
                               score_threshold=DEFAULT_SCORE_THRESHOLD, max_hands=MAX_HANDS)
         pipeline = HandPipeline(backend, localizer=boxes, max_hands=MAX_HANDS, tracking=False)
@@ -450,7 +454,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='write the report (settings, metrics, per-frame times) here')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing --json file')
     parser.add_argument('--threads', type=_positive_int, default=2,
-                        help='ONNX Runtime threads; the MediaPipe worker is pinned to as many CPUs')
+                        help='ONNX Runtime threads of the keypoint network (the localiser runs '
+                             'on one, as in the node); the MediaPipe worker is pinned to as many '
+                             'CPUs')
     parser.add_argument('--no-progress', dest='progress', action='store_false',
                         help='no progress bars')
     return parser

@@ -104,6 +104,8 @@ def test_video_gives_one_record_per_frame_and_an_annotated_video(capsys, model, 
     (['{image}', '--box', BOX_ARG, '--model', '{missing}'], 'does not exist'),
     (['{text}', '--box', BOX_ARG, '--model', '{model}'], 'unsupported file type'),
     (['{image}', '--box', BOX_ARG, '--model', '{model}', '--max-hands', '9'], 'max_hands'),
+    (['{image}', '--model', '{model}', '--localizer', '{model}', '--localizer-threads', '0'],
+     'threads must be >= 1'),
 ])
 def test_bad_input_is_one_clear_line_and_exit_code_2(capsys, model, image, tmp_path, argv, message):
     text = tmp_path / 'notes.txt'
