@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from hand_cpm_ros.geometry import compose_affine
+from hand_cpm_ros.geometry import apply_affine, compose_affine
 from hand_cpm_ros.keypoints import FINGER_COLORS_BGR, KEYPOINT_NAMES, NUM_KEYPOINTS, NUM_MAPS, SKELETON, finger_of
 
 SHIFT_BITS = 4  # fractional bits of the coordinates handed to cv2 drawing calls
@@ -114,15 +114,29 @@ def overlay_heatmap(image_bgr: np.ndarray, maps: np.ndarray, crop_to_source: np.
     half = (stride - 1) / 2.0
     map_to_crop = np.array([[stride, 0.0, half], [0.0, stride, half]])
     map_to_source = compose_affine(crop_to_source, map_to_crop)
+    heat_maps = _keypoint_heat(maps)
+    # Bilinear sampling with a zero border is non-zero only within one cell of the maps: warp
+    # into the source pixels that this footprint covers, not the whole image (5x less work for
+    # a hand a fifth of a 640x480 frame wide).
+    rows, cols = heat_maps.shape
+    corners = apply_affine(map_to_source, np.array([[-1.0, -1.0], [cols, -1.0], [-1.0, rows],
+                                                    [cols, rows]]))
     height, width = image_bgr.shape[:2]
-    heat = cv2.warpAffine(_keypoint_heat(maps), map_to_source, (width, height), flags=cv2.INTER_LINEAR,
+    x0, y0 = (max(int(np.floor(v)) - 1, 0) for v in corners.min(axis=0))
+    x1 = min(int(np.ceil(corners[:, 0].max())) + 2, width)
+    y1 = min(int(np.ceil(corners[:, 1].max())) + 2, height)
+    if x1 <= x0 or y1 <= y0:
+        return image_bgr
+    to_roi = map_to_source - np.array([[0.0, 0.0, x0], [0.0, 0.0, y0]])
+    heat = cv2.warpAffine(heat_maps, to_roi, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
     heat = np.clip(heat, 0.0, 1.0)
     region = heat > 0
     if region.any():
+        roi = image_bgr[y0:y1, x0:x1]
         weight = (alpha * heat[region])[:, None]
-        blended = image_bgr[region] * (1.0 - weight) + _jet(heat)[region] * weight
-        image_bgr[region] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
+        blended = roi[region] * (1.0 - weight) + _jet(heat)[region] * weight
+        roi[region] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
     return image_bgr
 
 

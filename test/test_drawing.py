@@ -71,6 +71,26 @@ def test_overlay_is_placed_in_source_frame_and_leaves_zero_heat_alone():
     assert np.array_equal(result[far_from_peak], before[far_from_peak])
 
 
+@pytest.mark.parametrize('cx, cy, side, angle', [(40.0, 30.0, 200.0, 0.0), (300.0, 200.0, 90.0, 0.7),
+                                                 (630.0, 470.0, 300.0, 2.0)])
+def test_overlay_heatmap_matches_a_whole_image_warp(cx, cy, side, angle):
+    """Only the crop's footprint is warped: the result is the whole-image warp's (up to
+    OpenCV's fixed-point sampling), including crops cut by the border and rotated ones."""
+    maps = np.random.default_rng(1).random((22, 24, 24)).astype(np.float32)
+    crop_to_source = crop_to_source_affine(cx, cy, side, 192)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    crop_to_source = np.hstack([rotation @ crop_to_source[:, :2], crop_to_source[:, 2:]])
+    source = np.random.default_rng(2).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    map_to_source = crop_to_source @ np.array([[8.0, 0.0, 3.5], [0.0, 8.0, 3.5], [0.0, 0.0, 1.0]])
+    heat = np.clip(cv2.warpAffine(np.clip(maps[:NUM_KEYPOINTS].max(axis=0), 0, 1), map_to_source,
+                                  (640, 480), flags=cv2.INTER_LINEAR), 0.0, 1.0)[..., None]
+    jet = cv2.applyColorMap(np.round(heat[..., 0] * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    expected = np.round(source * (1 - 0.6 * heat) + jet * 0.6 * heat)
+    result = overlay_heatmap(source.copy(), maps, crop_to_source, alpha=0.6)
+    assert np.abs(result.astype(int) - expected).max() <= 3
+    assert not np.array_equal(result, source)
+
+
 def test_colorize_maps_ignores_background():
     maps = np.zeros((22, 8, 8), np.float32)
     maps[21] = 1.0
