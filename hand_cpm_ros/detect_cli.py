@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 
 from .backends import BACKEND_NAMES, BackendError, create_backend
-from .localizer import DEFAULT_LOCALIZER_THREADS, DEFAULT_SCORE_THRESHOLD, HandLocalizer
+from .localizer import (DEFAULT_LOCALIZER_THREADS, DEFAULT_SCORE_THRESHOLD, HandLocalizer,
+                        localizer_backend_threads)
 from .pipeline import (DEFAULT_LOCALIZER_NAME, FrameResult, HandPipeline, PipelineSettings,
                        default_model_path, draw_result)
 
@@ -191,8 +192,8 @@ def run(args: argparse.Namespace) -> None:
                                  threads=args.threads, logger=lambda text: None)
         localizer = None if localizer_path is None else HandLocalizer(
             create_backend('auto', model_path=str(localizer_path),
-                           threads=args.localizer_threads if localizer_path.suffix == '.onnx'
-                           else args.threads,
+                           threads=localizer_backend_threads(localizer_path, args.localizer_threads,
+                                                             args.threads),
                            logger=lambda text: None),
             score_threshold=args.localizer_threshold, max_hands=args.max_hands)
         pipeline = HandPipeline(backend, localizer=localizer, max_hands=args.max_hands,

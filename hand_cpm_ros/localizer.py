@@ -17,6 +17,7 @@ j * stride + (stride - 1) / 2.
 """
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -39,6 +40,13 @@ MIN_HANDEDNESS_SCORE = 0.75
 # pool, which runs right after it. On the 2-core build machine, localiser then one crop: 10.5 ms
 # median with one thread, 20.7 ms with two (README "Speed").
 DEFAULT_LOCALIZER_THREADS = 1
+
+
+def localizer_backend_threads(path: Path, localizer_threads: int,
+                              keypoint_threads: int | None) -> int | None:
+    """Threads for the localiser's backend: `localizer_threads` for an ONNX file; the keypoint
+    backend's for a .pt checkpoint (torch's thread count is process-wide) or an engine."""
+    return localizer_threads if Path(path).suffix == '.onnx' else keypoint_threads
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,8 @@ from visualization_msgs.msg import MarkerArray
 
 from .backends import BACKEND_NAMES, BackendError, create_backend
 from .image_conversion import ImageConversionError
-from .localizer import DEFAULT_LOCALIZER_THREADS, DEFAULT_SCORE_THRESHOLD, HandLocalizer
+from .localizer import (DEFAULT_LOCALIZER_THREADS, DEFAULT_SCORE_THRESHOLD, HandLocalizer,
+                        localizer_backend_threads)
 from .msg import HandKeypointsArray, HandRegions
 from .pipeline import (DEFAULT_LOCALIZER_NAME, HandPipeline, PipelineSettings, default_model_path,
                        draw_result)
@@ -322,8 +323,8 @@ class HandCpmNode(Node):
         try:
             backend = create_backend('auto', model_path=None if is_engine else str(path),
                                      engine_path=str(path) if is_engine else None,
-                                     threads=value['localizer_threads'] if path.suffix == '.onnx'
-                                     else value['threads'] or None,
+                                     threads=localizer_backend_threads(
+                                         path, value['localizer_threads'], value['threads'] or None),
                                      logger=self.get_logger().info)
             # Up to the largest max_hands: the pipeline caps the proposals with the current
             # max_hands, which may change at run time.

@@ -34,7 +34,8 @@ from .geometry import (box_from_keypoints, box_iou_matrix, clip_box, crop_to_sou
                        source_to_crop_affine, square_crop, warp_crop)
 from .keypoints import NUM_KEYPOINTS
 from .localizer import Detection
-from .tracking import HandTracker, Observation, validate_half_life, validate_one_euro
+from .tracking import (DEFAULT_HALF_LIFE_S, HandTracker, Observation, validate_half_life,
+                       validate_one_euro)
 
 Box = tuple[float, float, float, float]
 
@@ -66,9 +67,7 @@ class PipelineSettings:
     # gives about 0.6 on a hand, so 0.15 keeps what the localiser's own threshold (0.25) keeps.
     hand_threshold: float = 0.15
     tracking: bool = True
-    # Seconds in which a track's evidence halves while only tracking finds its hand: 2 s halves
-    # the false hands of the node benchmark's 1-hand stream and keeps as many true ones.
-    track_half_life: float = 2.0
+    track_half_life: float = DEFAULT_HALF_LIFE_S  # s; see hand_cpm_ros.tracking
     smoothing: bool = False
     min_cutoff: float = 1.0    # One Euro filter: Hz at rest
     beta: float = 0.0          # One Euro filter: cut-off increase per px/s of speed

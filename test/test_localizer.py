@@ -1,10 +1,13 @@
 """Hand localiser, pure half: letterbox geometry for any image size, and the codec's encode ->
 decode round trip from boxes to maps and back to source-pixel boxes."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from hand_cpm_ros.geometry import apply_affine, invert_affine
-from hand_cpm_ros.localizer import LocalizerCodec, letterbox, letterbox_affine, prepare_frame
+from hand_cpm_ros.localizer import (LocalizerCodec, letterbox, letterbox_affine, localizer_backend_threads,
+                                    prepare_frame)
 
 
 def _logit(p):
@@ -125,3 +128,9 @@ def test_bad_inputs_are_refused_clearly():
         letterbox(np.zeros((0, 10, 3), np.uint8), 320, 256)
     with pytest.raises(ValueError, match=r'\(H, W, 3\)'):
         letterbox(np.zeros((10, 10), np.uint8), 320, 256)
+
+
+def test_an_onnx_localiser_gets_its_own_thread_count_others_share_the_keypoint_backends():
+    assert localizer_backend_threads(Path('models/hand_localizer.onnx'), 1, 4) == 1
+    assert localizer_backend_threads(Path('runs/loc/best.pt'), 1, 4) == 4  # torch: process-wide
+    assert localizer_backend_threads(Path('loc.engine'), 1, None) is None
