@@ -66,7 +66,10 @@ KEYPOINT_THRESHOLD = 0.2        # the node's default: keypoints below it are not
 DETECTION_IOU = 0.5             # a found hand matches a true hand at this box IoU
 STARTUP_TIMEOUT_S = 60.0
 WARM_UP_PERIOD_S = 0.5
-WARM_UP_REGIONS_TRIES = 6
+# --regions-from-truth: warm-up frames (10 s) that wait for the hand_regions topic to connect both
+# ways. With 6 (3 s), one full-suite run found no hand in any of test_demo's 20 frames, most
+# likely because the node had not matched the regions yet (not reproduced in 8 later runs).
+WARM_UP_REGIONS_TRIES = 20
 REGIONS_LEAD_FRAMES = 15        # --regions-from-truth: 0.5 s at 30 Hz; the node keeps 30 messages
 QUIET_S = 2.0                   # after the last frame: stop when nothing arrives for this long
 DRAIN_TIMEOUT_S = 60.0
