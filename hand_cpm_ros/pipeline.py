@@ -372,7 +372,7 @@ class HandPipeline:
         if not settings.tracking:
             self.tracker.end_all()
         tracks = self.tracker.update(
-            [Observation(hand.keypoints, hand.scores, hand.box, hand.score,
+            [Observation(hand.keypoints, hand.scores, hand.box,
                          int(hand.proposal.handedness), hand.proposal.handedness_score,
                          hand.proposal.score)
              for hand in kept],

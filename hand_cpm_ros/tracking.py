@@ -92,7 +92,6 @@ class Observation:
     keypoints: np.ndarray  # (21, 2) source pixels
     scores: np.ndarray  # (21,)
     box: Box
-    score: float
     handedness: int = 0
     handedness_score: float = 0.0
     evidence: float = 1.0
@@ -106,7 +105,6 @@ class Track:
     keypoints: np.ndarray
     scores: np.ndarray
     box: Box
-    score: float
     handedness: int = 0
     handedness_score: float = 0.0
     age: int = 1  # frames in which the hand was found
@@ -207,7 +205,7 @@ class HandTracker:
                 track = self._tracks[matched_track_of[o]]
                 track.age += 1
             else:
-                track = Track(next(self._ids), obs.keypoints, obs.scores, obs.box, obs.score)
+                track = Track(next(self._ids), obs.keypoints, obs.scores, obs.box)
             if self.smoothing:
                 if track.smoother is None:
                     track.smoother = OneEuroFilter(self.min_cutoff, self.beta)
@@ -215,7 +213,7 @@ class HandTracker:
             else:
                 track.smoother = None
                 track.keypoints = np.asarray(obs.keypoints, dtype=np.float64).copy()
-            track.scores, track.box, track.score = obs.scores, obs.box, obs.score
+            track.scores, track.box = obs.scores, obs.box
             track.evidence, track.time = obs.evidence, time
             if obs.handedness_score > 0:
                 track.handedness, track.handedness_score = obs.handedness, obs.handedness_score

@@ -13,7 +13,7 @@ def hand_at(x: float, y: float, size: float = 100.0, score: float = 0.9) -> Obse
     keypoints = np.array([x, y]) + grid * size
     scores = np.full(21, score)
     box = (x, y, x + size, y + size * grid[:, 1].max())
-    return Observation(keypoints, scores, box, score)
+    return Observation(keypoints, scores, box)
 
 
 def alpha(cutoff: float, dt: float) -> float:
