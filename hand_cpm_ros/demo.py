@@ -140,13 +140,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='replay sensor_msgs/Image messages of this ROS 2 bag instead')
     parser.add_argument('--topic', default=None,
                         help='image topic to replay from --bag (needed when it has several)')
-    parser.add_argument('--model', type=Path, default=None,
-                        help=f'keypoint model .onnx / .pt (default: {default_model_path()})')
-    parser.add_argument('--localizer', type=Path, default=None,
-                        help='hand localiser model (default: the shipped '
-                             f'{DEFAULT_LOCALIZER_NAME} when it exists, else none)')
-    parser.add_argument('--backend', choices=BACKEND_NAMES, default='auto',
-                        help='inference backend of the node (default: auto)')
+    add_model_arguments(parser)
     parser.add_argument('--regions-from-truth', action='store_true',
                         help='give the node each frame\'s rendered truth boxes on its '
                              'hand_regions topic (evaluates the keypoint network alone: no '
@@ -701,6 +695,18 @@ def describe(summary: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------- main
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model, --localizer and --backend of the node that the demo and the benchmark start
+    (resolve_models reads the first two)."""
+    parser.add_argument('--model', type=Path, default=None,
+                        help=f'keypoint model .onnx / .pt (default: {default_model_path()})')
+    parser.add_argument('--localizer', type=Path, default=None,
+                        help='hand localiser model (default: the shipped '
+                             f'{DEFAULT_LOCALIZER_NAME} when it exists, else none)')
+    parser.add_argument('--backend', choices=BACKEND_NAMES, default='auto',
+                        help='inference backend of the node (default: auto)')
+
+
 def resolve_models(args: argparse.Namespace) -> tuple[Path, Path | None]:
     """The keypoint model and the localiser (None: none, and always none with
     --regions-from-truth, which measures the keypoint network alone)."""

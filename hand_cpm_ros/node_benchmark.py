@@ -39,10 +39,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import BACKEND_NAMES
-from .demo import (MAX_FRAMES, DemoError, Frame, Recorder, evaluate, node_command, node_failure,
-                   play, positive_fps, prepare_out_dir, rendered_frames, resolve_models,
-                   run_command, start_node, stop_node, wait_connected, warm_up)
+from .demo import (MAX_FRAMES, DemoError, Frame, Recorder, add_model_arguments, evaluate,
+                   node_command, node_failure, play, positive_fps, prepare_out_dir,
+                   rendered_frames, resolve_models, run_command, start_node, stop_node,
+                   wait_connected, warm_up)
 from .pipeline import DEFAULT_LOCALIZER_NAME, default_model_path
 
 PROG = 'hand-cpm-node-benchmark'
@@ -90,13 +90,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='then play the stream with the most hands in a loop for M minutes, '
                              f'reading the node\'s RSS every {RSS_PERIOD_S:.0f} s (default 0: no '
                              'soak)')
-    parser.add_argument('--model', type=Path, default=None,
-                        help=f'keypoint model .onnx / .pt (default: {default_model_path()})')
-    parser.add_argument('--localizer', type=Path, default=None,
-                        help='hand localiser model (default: the shipped '
-                             f'{DEFAULT_LOCALIZER_NAME} when it exists, else none)')
-    parser.add_argument('--backend', choices=BACKEND_NAMES, default='auto',
-                        help='inference backend of the node (default: auto)')
+    add_model_arguments(parser)
     parser.add_argument('--out', type=Path, default=None, metavar='DIR',
                         help='directory of the node logs, one subdirectory per run (default: '
                              'outputs/node_benchmark_<timestamp>)')
