@@ -52,8 +52,8 @@ from .image_conversion import ImageConversionError
 from .localizer import (DEFAULT_LOCALIZER_THREADS, DEFAULT_SCORE_THRESHOLD, HandLocalizer,
                         localizer_backend_threads)
 from .msg import HandKeypointsArray, HandRegions
-from .pipeline import (DEFAULT_LOCALIZER_NAME, HandPipeline, PipelineSettings, default_model_path,
-                       draw_result)
+from .pipeline import (DEFAULT_LOCALIZER_NAME, MAX_LOCALIZER_INTERVAL, HandPipeline,
+                       PipelineSettings, default_model_path, draw_result)
 from .ros_messages import (bgr_to_image_msg, camera_matrix_from_info, compressed_msg_to_bgr,
                            depth_msg_to_metres, diagnostics_msg, hands_to_markers, hands_to_msg,
                            image_msg_to_bgr, roi_to_box)
@@ -72,6 +72,7 @@ PIPELINE_PARAMETERS = {
     'crop_margin': 'crop_margin',
     'tracking': 'tracking',
     'track_half_life': 'track_half_life',
+    'localizer_interval': 'localizer_interval',
     'smoothing': 'smoothing',
     'one_euro_min_cutoff': 'min_cutoff',
     'one_euro_beta': 'beta',
@@ -137,6 +138,10 @@ PARAMETERS = {
                     'its hand) halves while only tracking finds the hand; the hand score is mean '
                     'keypoint confidence x evidence, so a track the localiser never confirms '
                     'again ends', floating_point_range=_float_range(0.05, 60.0))),
+    'localizer_interval': (PipelineSettings.localizer_interval, dict(
+        description='While tracking follows hands, run the localiser on every N-th frame only '
+                    '(saves its cost; a new hand appears up to N-1 frames late); with no track '
+                    'it runs on every frame', integer_range=_int_range(1, MAX_LOCALIZER_INTERVAL))),
     'smoothing': (PipelineSettings.smoothing, dict(
         description='One Euro smoothing of keypoints per track',
         additional_constraints='needs tracking')),

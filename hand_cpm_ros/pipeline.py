@@ -8,7 +8,8 @@ belief maps straight into source pixels, hands below `hand_threshold` are droppe
 (two proposals that found the same hand) are removed and the tracker gives ids across frames.
 A hand's score is its mean keypoint confidence times the evidence of the proposal that found it:
 the localiser's score, 1 for an external ROI, or a track's evidence, which fades with
-`track_half_life` until the localiser (or an ROI) finds the hand again.
+`track_half_life` until the localiser (or an ROI) finds the hand again. While tracks follow hands,
+the localiser may run on every `localizer_interval`-th frame only, to save its cost.
 
 numpy + OpenCV only: no ROS, no torch (the backend may use torch, lazily, behind its interface).
 """
@@ -57,6 +58,9 @@ class BoxSource(Protocol):
         """Hand boxes in a (H, W, 3) uint8 BGR image, in its pixels."""
 
 
+MAX_LOCALIZER_INTERVAL = 30  # frames: one second at 30 Hz
+
+
 @dataclass(frozen=True)
 class PipelineSettings:
     """The run-time tunables; construction validates them (ValueError naming the bad one)."""
@@ -68,6 +72,9 @@ class PipelineSettings:
     hand_threshold: float = 0.15
     tracking: bool = True
     track_half_life: float = DEFAULT_HALF_LIFE_S  # s; see hand_cpm_ros.tracking
+    # While tracking follows a hand, the localiser runs on every localizer_interval-th frame only
+    # (new hands then appear up to interval - 1 frames late); with no track, on every frame.
+    localizer_interval: int = 1
     smoothing: bool = False
     min_cutoff: float = 1.0    # One Euro filter: Hz at rest
     beta: float = 0.0          # One Euro filter: cut-off increase per px/s of speed
@@ -84,6 +91,10 @@ class PipelineSettings:
             value = getattr(self, name)
             if not (math.isfinite(value) and 0.0 <= value <= 1.0):
                 raise ValueError(f'{name} must be in [0, 1], got {value}')
+        if isinstance(self.localizer_interval, bool) or not isinstance(self.localizer_interval, int) \
+                or not 1 <= self.localizer_interval <= MAX_LOCALIZER_INTERVAL:
+            raise ValueError(f'localizer_interval must be an integer in 1..{MAX_LOCALIZER_INTERVAL} '
+                             f'(frames), got {self.localizer_interval!r}')
         if not (math.isfinite(self.duplicate_iou) and 0.0 < self.duplicate_iou <= 1.0):
             raise ValueError(f'duplicate_iou must be in (0, 1], got {self.duplicate_iou}')
         if self.smoothing and not self.tracking:
@@ -138,6 +149,7 @@ class FrameResult:
     image_size: tuple[int, int]  # (width, height)
     stamp: float | None
     num_crops: int = 0
+    localized: bool = False  # whether the localiser ran on this frame (see localizer_interval)
     dropped: Counter = field(default_factory=Counter)  # reason -> hands dropped this frame
     timings: dict[str, float] = field(default_factory=dict)  # stage -> milliseconds
 
@@ -253,6 +265,7 @@ class HandPipeline:
                                    min_cutoff=s.min_cutoff, beta=s.beta,
                                    half_life=s.track_half_life)
         self.dropped_total: Counter = Counter()
+        self._frames_since_localizer = 0  # frames the localiser skipped since it last ran
 
     @property
     def settings(self) -> PipelineSettings:
@@ -275,14 +288,27 @@ class HandPipeline:
             self.tracker.configure_smoothing(pending.min_cutoff, pending.beta)
         return self._settings
 
+    def _localizer_due(self, settings: PipelineSettings) -> bool:
+        """Whether the localiser runs on this frame: always while nothing is tracked, else on
+        every localizer_interval-th frame."""
+        if self.localizer is None:
+            return False
+        tracking = settings.tracking and bool(self.tracker.tracks)
+        if tracking and self._frames_since_localizer + 1 < settings.localizer_interval:
+            self._frames_since_localizer += 1
+            return False
+        self._frames_since_localizer = 0
+        return True
+
     def proposals(self, image_bgr: np.ndarray, rois: Sequence[Box], settings: PipelineSettings,
-                  dropped: Counter, frame_time: float) -> list[CropProposal]:
+                  result: FrameResult, frame_time: float) -> list[CropProposal]:
         """This frame's crop proposals, best first, de-duplicated, at most max_hands. ROIs that
-        are empty once clipped to the image are counted in `dropped`; `frame_time` (seconds)
-        fades the tracks' evidence."""
+        are empty once clipped to the image are counted in result.dropped, and result.localized
+        says whether the localiser ran; `frame_time` (seconds) fades the tracks' evidence."""
         height, width = image_bgr.shape[:2]
         candidates: list[CropProposal] = []
-        if self.localizer is not None:
+        result.localized = self._localizer_due(settings)
+        if result.localized:
             for detection in self.localizer.detect(image_bgr):
                 handedness = Handedness.UNKNOWN if detection.handedness is None \
                     else Handedness[detection.handedness.upper()]
@@ -299,7 +325,7 @@ class HandPipeline:
             if x1 > x0 and y1 > y0:
                 candidates.append(CropProposal((x0, y0, x1, y1), 1.0, 'roi'))
             else:
-                dropped['roi_outside_image'] += 1
+                result.dropped['roi_outside_image'] += 1
         candidates.sort(key=lambda proposal: proposal.score, reverse=True)
         kept = _suppress_duplicates([c.box for c in candidates], settings.duplicate_iou)
         return [candidates[index] for index in kept][:settings.max_hands]
@@ -326,7 +352,7 @@ class HandPipeline:
         timings = result.timings
         frame_time = time.monotonic() if stamp is None else stamp
 
-        proposals = self.proposals(image_bgr, rois, settings, result.dropped, frame_time)
+        proposals = self.proposals(image_bgr, rois, settings, result, frame_time)
         size = self.backend.info.input_size
         crops, to_source = [], []
         for proposal in proposals:

@@ -167,6 +167,19 @@ def test_localiser_finding_a_tracked_hand_again_restores_its_evidence(backend):
     assert again.score == pytest.approx(0.7 * again.scores.mean(), rel=1e-6)
 
 
+def test_localiser_runs_on_every_nth_frame_while_tracking_and_on_every_frame_without(backend):
+    localizer = FixedBoxesLocalizer([Detection((100.0, 100.0, 200.0, 200.0), 0.9, None, 0.0)])
+    pipeline = HandPipeline(backend, localizer=localizer, localizer_interval=3)
+    results = [pipeline.process(grey(), stamp=i / 30) for i in range(7)]
+    assert [r.localized for r in results] == [True, False, False, True, False, False, True]
+    assert [r.hands[0].source for r in results] == ['localizer', 'track', 'track'] * 2 + ['localizer']
+    assert results[0].hands[0].track_id == results[1].hands[0].track_id == results[2].hands[0].track_id
+    pipeline.update_settings(hand_threshold=1.0)  # the skipped frame drops the hand: no track left
+    assert [pipeline.process(grey(), stamp=1 + i / 30).localized for i in range(3)] == [False, True, True]
+    pipeline.update_settings(hand_threshold=0.15, tracking=False)
+    assert all(pipeline.process(grey(), stamp=2 + i / 30).localized for i in range(4))
+
+
 def test_roi_outside_the_image_is_counted_not_fatal(backend):
     result = HandPipeline(backend).process(grey(), rois=[(700.0, 10.0, 800.0, 100.0)])
     assert result.hands == [] and result.dropped['roi_outside_image'] == 1
@@ -191,7 +204,9 @@ def test_settings_are_validated_and_applied_from_the_next_frame(backend):
     for bad, message in [({'max_hands': 0}, 'max_hands'), ({'keypoint_threshold': 1.5}, 'keypoint'),
                          ({'crop_margin': -0.1}, 'crop_margin'), ({'tracking': False, 'smoothing': True},
                                                                   'smoothing needs tracking'),
-                         ({'min_cutoff': 0.0}, 'min_cutoff'), ({'track_half_life': 0.0}, 'half-life')]:
+                         ({'min_cutoff': 0.0}, 'min_cutoff'), ({'track_half_life': 0.0}, 'half-life'),
+                         ({'localizer_interval': 0}, 'localizer_interval'),
+                         ({'localizer_interval': 2.0}, 'localizer_interval')]:
         with pytest.raises(ValueError, match=message):
             pipeline.update_settings(**bad)
     assert pipeline.settings.max_hands == 2
