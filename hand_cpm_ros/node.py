@@ -68,6 +68,7 @@ REGIONS_BUFFER = 30  # HandRegions messages kept (and queued by DDS): about 1 s 
 PIPELINE_PARAMETERS = {
     'keypoint_threshold': 'keypoint_threshold',
     'hand_threshold': 'hand_threshold',
+    'min_hand_size': 'min_hand_size',
     'max_hands': 'max_hands',
     'crop_margin': 'crop_margin',
     'tracking': 'tracking',
@@ -125,6 +126,10 @@ PARAMETERS = {
         floating_point_range=_float_range(0.0, 1.0))),
     'hand_threshold': (PipelineSettings.hand_threshold, dict(
         description='Hands whose score is below this are dropped and their track ends',
+        floating_point_range=_float_range(0.0, 1.0))),
+    'min_hand_size': (PipelineSettings.min_hand_size, dict(
+        description='Hands whose keypoint box is smaller than this fraction of the image\'s '
+                    'shorter side are dropped (and their track ends)',
         floating_point_range=_float_range(0.0, 1.0))),
     'max_hands': (PipelineSettings.max_hands, dict(
         description='At most this many hands (crops) per frame', integer_range=_int_range(1, 8))),

@@ -3,10 +3,11 @@
 Per frame: crop proposals from three sources are merged (the hand localiser's detections when one
 is given, the boxes of the previous frame's confident keypoints of every track, external ROIs),
 de-duplicated by IoU (the best-scoring proposal wins) and capped at `max_hands` (external ROIs
-first, then the hands tracking follows, then new localiser boxes); each becomes a
-square crop with a margin, ALL crops go through the backend in one batch, the codec decodes the
-belief maps straight into source pixels, hands below `hand_threshold` are dropped, duplicates
-(two proposals that found the same hand) are removed and the tracker gives ids across frames.
+first, then the hands tracking follows, then new localiser boxes); each becomes a square crop
+with a margin, ALL crops go through the backend in one batch, the codec decodes the belief maps
+straight into source pixels, hands below `hand_threshold` or `min_hand_size` are dropped,
+duplicates (two proposals that found the same hand) are removed and the tracker gives ids across
+frames.
 A hand's score is its mean keypoint confidence times the evidence of the proposal that found it:
 the localiser's score, 1 for an external ROI, or a track's evidence, which fades with
 `track_half_life` until the localiser (or an ROI) finds the hand again. While tracks follow hands,
@@ -71,6 +72,11 @@ class PipelineSettings:
     # A localiser hand scores (mean keypoint confidence) x (localiser score); the keypoint network
     # gives about 0.6 on a hand, so 0.15 keeps what the localiser's own threshold (0.25) keeps.
     hand_threshold: float = 0.15
+    # Hands whose keypoint box is smaller than this fraction of the image's shorter side are
+    # dropped. On a crop without a hand the keypoint network tends to put every keypoint near the
+    # centre; a track built on it then shrinks, frame by frame, to a few pixels and lived on. The
+    # smallest hands the localiser is made for are 5% of the frame high.
+    min_hand_size: float = 0.03
     tracking: bool = True
     track_half_life: float = DEFAULT_HALF_LIFE_S  # s; see hand_cpm_ros.tracking
     # While tracking follows a hand, the localiser runs on every localizer_interval-th frame only
@@ -88,7 +94,7 @@ class PipelineSettings:
         if not (math.isfinite(self.crop_margin) and 0.0 <= self.crop_margin <= 2.0):
             raise ValueError(f'crop_margin must be in [0, 2] (fraction of the box side added on '
                              f'each side), got {self.crop_margin}')
-        for name in ('keypoint_threshold', 'hand_threshold'):
+        for name in ('keypoint_threshold', 'hand_threshold', 'min_hand_size'):
             value = getattr(self, name)
             if not (math.isfinite(value) and 0.0 <= value <= 1.0):
                 raise ValueError(f'{name} must be in [0, 1], got {value}')
@@ -396,6 +402,7 @@ class HandPipeline:
             finite = np.isfinite(maps).reshape(len(maps), -1).all(axis=1)
             result.dropped['non_finite_maps'] += int(np.count_nonzero(~finite))
             chosen = np.flatnonzero(finite)
+            min_side = settings.min_hand_size * min(width, height)
             if chosen.size:
                 keypoints, scores = self.codec.decode_batch(maps[chosen],
                                                             [to_source[i] for i in chosen])
@@ -405,9 +412,12 @@ class HandPipeline:
                     if score < settings.hand_threshold:
                         result.dropped['low_score'] += 1
                         continue
-                    found.append(_Found(proposal, keypoints[row], scores[row], score,
-                                        self._hand_box(keypoints[row], scores[row], proposal.box,
-                                                       settings, width, height),
+                    box = self._hand_box(keypoints[row], scores[row], proposal.box, settings,
+                                         width, height)
+                    if max(box[2] - box[0], box[3] - box[1]) < min_side:
+                        result.dropped['too_small'] += 1
+                        continue
+                    found.append(_Found(proposal, keypoints[row], scores[row], score, box,
                                         to_source[index], maps[index]))
             timings['decode'] = 1e3 * (time.perf_counter() - mark)
 

@@ -306,6 +306,8 @@ def test_parameters_are_validated_through_the_parameter_service(client):
     assert not refused.successful and 'out of range' in refused.reason
     refused = client.set_parameters(localizer_interval=0)[0]
     assert not refused.successful and 'out of range' in refused.reason
+    refused = client.set_parameters(min_hand_size=1.5)[0]
+    assert not refused.successful and 'out of range' in refused.reason
 
     accepted = client.set_parameters(crop_margin=0.5, keypoint_threshold=0.4)
     assert [r.successful for r in accepted] == [True, True]

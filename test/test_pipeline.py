@@ -199,6 +199,17 @@ def test_a_followed_hand_keeps_its_slot_against_a_higher_scoring_new_localiser_b
     assert sorted(hand.source for hand in result.hands) == ['localizer', 'track']
 
 
+def test_hand_smaller_than_min_hand_size_is_dropped(backend):
+    # the test model's keypoints span about 0.77 of the box side; min side 0.03 x 480 = 14.4 px
+    pipeline = HandPipeline(backend)
+    small, large = (300.0, 300.0, 312.0, 312.0), (100.0, 100.0, 130.0, 130.0)
+    result = pipeline.process(grey(), rois=[small, large])
+    assert [hand.box[2] - hand.box[0] for hand in result.hands] == [pytest.approx(23.0, abs=1.0)]
+    assert result.dropped['too_small'] == 1
+    pipeline.update_settings(min_hand_size=0.0)
+    assert len(pipeline.process(grey(), rois=[small, large]).hands) == 2
+
+
 def test_roi_outside_the_image_is_counted_not_fatal(backend):
     result = HandPipeline(backend).process(grey(), rois=[(700.0, 10.0, 800.0, 100.0)])
     assert result.hands == [] and result.dropped['roi_outside_image'] == 1
@@ -225,7 +236,8 @@ def test_settings_are_validated_and_applied_from_the_next_frame(backend):
                                                                   'smoothing needs tracking'),
                          ({'min_cutoff': 0.0}, 'min_cutoff'), ({'track_half_life': 0.0}, 'half-life'),
                          ({'localizer_interval': 0}, 'localizer_interval'),
-                         ({'localizer_interval': 2.0}, 'localizer_interval')]:
+                         ({'localizer_interval': 2.0}, 'localizer_interval'),
+                         ({'min_hand_size': 1.5}, 'min_hand_size')]:
         with pytest.raises(ValueError, match=message):
             pipeline.update_settings(**bad)
     assert pipeline.settings.max_hands == 2
