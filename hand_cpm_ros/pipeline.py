@@ -74,7 +74,7 @@ class PipelineSettings:
     hand_threshold: float = 0.15
     # Hands whose keypoint box is smaller than this fraction of the image's shorter side are
     # dropped. On a crop without a hand the keypoint network tends to put every keypoint near the
-    # centre; a track built on it then shrinks, frame by frame, to a few pixels and lived on. The
+    # centre; a track built on it would then shrink, frame by frame, to a few pixels and live on. The
     # smallest hands the localiser is made for are 5% of the frame high.
     min_hand_size: float = 0.03
     tracking: bool = True
