@@ -159,9 +159,9 @@ def test_qualifying_hands_are_found_with_keypoints_close_to_the_truth(played):
     assert np.mean(pcks) >= MIN_MEAN_PCK_02, f'mean PCK@0.2 too low: {summary}'
 
 
-@pytest.mark.xfail(strict=True, reason='the interim localiser puts a box on this hand-free frame '
-                   '(10 of 51 held-out hand-free frames get one; models/MODEL_CARD.md)')
 def test_a_frame_without_hands_gives_none(played):
+    # the shipped localiser still puts a box on 9 of 51 held-out hand-free frames
+    # (models/MODEL_CARD.md), but no longer on this one, which has skin-coloured distractors and arms
     frames, _ = played
     (frame,) = [frame for frame in frames if frame.index == HANDLESS_FRAME]
     params = frame.scene.params
