@@ -2,12 +2,11 @@
 
 Per frame: crop proposals from three sources are merged (the hand localiser's detections when one
 is given, the boxes of the previous frame's confident keypoints of every track, external ROIs),
-de-duplicated by IoU (the best-scoring proposal wins) and capped at `max_hands` (external ROIs
-first, then the hands tracking follows, then new localiser boxes); each becomes a square crop
-with a margin, ALL crops go through the backend in one batch, the codec decodes the belief maps
-straight into source pixels, hands below `hand_threshold` or `min_hand_size` are dropped,
-duplicates (two proposals that found the same hand) are removed and the tracker gives ids across
-frames.
+de-duplicated by IoU (the best-scoring proposal wins) and capped at `max_hands`; each becomes a
+square crop with a margin, ALL crops go through the backend in one batch, the codec decodes the
+belief maps straight into source pixels, hands below `hand_threshold` or `min_hand_size` are
+dropped, duplicates (two proposals that found the same hand) are removed and the tracker gives
+ids across frames.
 A hand's score is its mean keypoint confidence times the evidence of the proposal that found it:
 the localiser's score, 1 for an external ROI, or a track's evidence, which fades with
 `track_half_life` until the localiser (or an ROI) finds the hand again. While tracks follow hands,
@@ -241,23 +240,6 @@ def _suppress_duplicates(boxes: Sequence[Box], threshold: float) -> list[int]:
     return kept
 
 
-def _take_slots(proposals: list[CropProposal], track_boxes: list[Box],
-                settings: PipelineSettings) -> list[CropProposal]:
-    """At most max_hands of the de-duplicated `proposals` (best first): external ROIs, then the
-    hands tracking follows (a proposal overlapping a track's box), then the rest, each group best
-    first. A followed hand thus keeps its slot while its evidence fades, instead of losing it to
-    an unconfirmed localiser box that scores higher."""
-    if len(proposals) <= settings.max_hands:
-        return proposals
-    followed = np.zeros(len(proposals), bool)
-    if track_boxes:
-        followed = (box_iou_matrix([p.box for p in proposals], track_boxes)
-                    > settings.duplicate_iou).any(axis=1)
-    order = sorted(range(len(proposals)),
-                   key=lambda i: (proposals[i].source != 'roi', not followed[i]))
-    return [proposals[i] for i in order[:settings.max_hands]]
-
-
 class HandPipeline:
     """Finds hands in BGR frames with a keypoint network `backend` (see hand_cpm_ros.backends).
 
@@ -326,10 +308,9 @@ class HandPipeline:
 
     def proposals(self, image_bgr: np.ndarray, rois: Sequence[Box], settings: PipelineSettings,
                   result: FrameResult, frame_time: float) -> list[CropProposal]:
-        """This frame's crop proposals, de-duplicated (the best-scoring of overlapping ones
-        wins), at most max_hands (chosen by _take_slots). ROIs that are empty once clipped to the
-        image are counted in result.dropped, and result.localized says whether the localiser ran;
-        `frame_time` (seconds) fades the tracks' evidence."""
+        """This frame's crop proposals, best first, de-duplicated, at most max_hands. ROIs that
+        are empty once clipped to the image are counted in result.dropped, and result.localized
+        says whether the localiser ran; `frame_time` (seconds) fades the tracks' evidence."""
         height, width = image_bgr.shape[:2]
         candidates: list[CropProposal] = []
         result.localized = self._localizer_due(settings)
@@ -352,10 +333,8 @@ class HandPipeline:
             else:
                 result.dropped['roi_outside_image'] += 1
         candidates.sort(key=lambda proposal: proposal.score, reverse=True)
-        kept = [candidates[index] for index in
-                _suppress_duplicates([c.box for c in candidates], settings.duplicate_iou)]
-        return _take_slots(kept, [c.box for c in candidates if c.source == 'track'],
-                           settings)
+        kept = _suppress_duplicates([c.box for c in candidates], settings.duplicate_iou)
+        return [candidates[index] for index in kept][:settings.max_hands]
 
     def process(self, image_bgr: np.ndarray, rois: Sequence[Box] = (), stamp: float | None = None,
                 depth_m: np.ndarray | None = None,

@@ -182,23 +182,6 @@ def test_localiser_runs_on_every_nth_frame_while_tracking_and_on_every_frame_wit
     assert all(pipeline.process(grey(), stamp=2 + i / 30).localized for i in range(4))
 
 
-def test_a_followed_hand_keeps_its_slot_against_a_higher_scoring_new_localiser_box(backend):
-    pipeline = HandPipeline(backend, max_hands=1, track_half_life=1.0)
-    (first,) = pipeline.process(grey(), rois=[(100.0, 100.0, 220.0, 240.0)], stamp=0.0).hands
-    pipeline.localizer = FixedBoxesLocalizer([Detection((400.0, 200.0, 500.0, 300.0), 0.9, None, 0.0)])
-    (followed,) = pipeline.process(grey(), stamp=1.0).hands  # track evidence 0.5 < 0.9
-    assert (followed.source, followed.track_id) == ('track', first.track_id)
-    # an external ROI comes before everything
-    (external,) = pipeline.process(grey(), rois=[(300.0, 50.0, 380.0, 150.0)], stamp=1.1).hands
-    assert external.source == 'roi' and external.track_id != first.track_id
-    np.testing.assert_allclose(external.keypoints, expected_keypoints((300.0, 50.0, 380.0, 150.0)),
-                               atol=0.5)
-    # with a free slot the localiser's box is taken too
-    pipeline.update_settings(max_hands=2)
-    result = pipeline.process(grey(), stamp=1.2)
-    assert sorted(hand.source for hand in result.hands) == ['localizer', 'track']
-
-
 def test_hand_smaller_than_min_hand_size_is_dropped(backend):
     # the test model's keypoints span about 0.77 of the box side; min side 0.03 x 480 = 14.4 px
     pipeline = HandPipeline(backend)
