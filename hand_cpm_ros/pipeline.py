@@ -87,9 +87,10 @@ class PipelineSettings:
     duplicate_iou: float = 0.5  # proposals / hands overlapping more than this are one hand
 
     def __post_init__(self):
-        if isinstance(self.max_hands, bool) or not isinstance(self.max_hands, int) \
-                or not 1 <= self.max_hands <= 8:
-            raise ValueError(f'max_hands must be an integer in 1..8, got {self.max_hands!r}')
+        for name, high in (('max_hands', 8), ('localizer_interval', MAX_LOCALIZER_INTERVAL)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+                raise ValueError(f'{name} must be an integer in 1..{high}, got {value!r}')
         if not (math.isfinite(self.crop_margin) and 0.0 <= self.crop_margin <= 2.0):
             raise ValueError(f'crop_margin must be in [0, 2] (fraction of the box side added on '
                              f'each side), got {self.crop_margin}')
@@ -97,10 +98,6 @@ class PipelineSettings:
             value = getattr(self, name)
             if not (math.isfinite(value) and 0.0 <= value <= 1.0):
                 raise ValueError(f'{name} must be in [0, 1], got {value}')
-        if isinstance(self.localizer_interval, bool) or not isinstance(self.localizer_interval, int) \
-                or not 1 <= self.localizer_interval <= MAX_LOCALIZER_INTERVAL:
-            raise ValueError(f'localizer_interval must be an integer in 1..{MAX_LOCALIZER_INTERVAL} '
-                             f'(frames), got {self.localizer_interval!r}')
         if not (math.isfinite(self.duplicate_iou) and 0.0 < self.duplicate_iou <= 1.0):
             raise ValueError(f'duplicate_iou must be in (0, 1], got {self.duplicate_iou}')
         if self.smoothing and not self.tracking:
