@@ -173,6 +173,31 @@ def detection_pr(pred_boxes: Sequence, pred_scores: Sequence, gt_boxes: Sequence
     return float(precision), float(recall)
 
 
+def recall_by_group(pred_boxes: Sequence, pred_scores: Sequence, gt_boxes: Sequence,
+                    gt_groups: Sequence, iou_threshold: float = 0.5,
+                    score_threshold: float = 0.0) -> dict:
+    """Recall of each group of ground-truth boxes, counting detections with score >= score_threshold.
+
+    Arguments as detection_pr, plus gt_groups: per image, one label per ground-truth box (e.g. its
+    size class). Returns {label: {'hands': count, 'recall': share found}}, labels in first-seen
+    order: where a detector misses, not only how often.
+    """
+    if not len(pred_boxes) == len(pred_scores) == len(gt_boxes) == len(gt_groups):
+        raise ValueError('need one entry per image in pred_boxes, pred_scores, gt_boxes and gt_groups')
+    counts: dict = {}
+    for boxes, scores, truth, labels in zip(pred_boxes, pred_scores, gt_boxes, gt_groups):
+        if len(labels) != np.size(truth) // 4:
+            raise ValueError(f'{len(labels)} group labels for {np.size(truth) // 4} ground-truth boxes')
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        kept = scores >= score_threshold
+        matched = match_detections(np.asarray(boxes, dtype=np.float64).reshape(-1, 4)[kept],
+                                   scores[kept], truth, iou_threshold)
+        for index, label in enumerate(labels):
+            total, found = counts.get(label, (0, 0))
+            counts[label] = (total + 1, found + int(index in matched))
+    return {label: {'hands': total, 'recall': found / total} for label, (total, found) in counts.items()}
+
+
 def average_precision(pred_boxes: Sequence, pred_scores: Sequence, gt_boxes: Sequence,
                       iou_threshold: float = 0.5) -> float:
     """VOC all-point average precision over a list of images (arguments as detection_pr).

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from hand_cpm_ros import metrics
 from hand_cpm_ros.backends import ModelInfo, normalize_crops
 from hand_cpm_ros.codec import HeatmapCodec
+from hand_cpm_ros.geometry import box_iou_matrix
 from hand_cpm_ros.localizer import LocalizerCodec, prepare_frame
 from hand_cpm_train.data import read_image
 from hand_cpm_train.localizer_data import FrameRecord
@@ -176,6 +177,24 @@ def torch_localizer_predictor(model: nn.Module, device: torch.device
 
 
 SWEEP_THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6)
+# Hand size classes for the localiser's recall breakdown: (upper bound of the box height as a
+# fraction of the frame height, label). The localiser is made for hands of about 5-80%.
+SIZE_CLASSES = ((0.1, 'small (< 10% of frame height)'), (0.3, 'medium (10-30%)'),
+                (float('inf'), 'large (>= 30%)'))
+OVERLAP_CLASSES = ('overlapping another hand', 'apart from other hands')
+
+
+def size_class(box: np.ndarray, frame_height: int) -> str:
+    """The SIZE_CLASSES label of a box (x0, y0, x1, y1) in a frame `frame_height` pixels high."""
+    fraction = (box[3] - box[1]) / frame_height
+    return next(label for bound, label in SIZE_CLASSES if fraction < bound)
+
+
+def overlap_classes(boxes: np.ndarray) -> list[str]:
+    """Per box, OVERLAP_CLASSES[0] when it overlaps another box of the frame, else [1]."""
+    overlaps = box_iou_matrix(boxes, boxes) > 0
+    np.fill_diagonal(overlaps, False)
+    return [OVERLAP_CLASSES[0] if row.any() else OVERLAP_CLASSES[1] for row in overlaps]
 
 
 def evaluate_localizer(predict: Callable[[np.ndarray], np.ndarray], records: Sequence[FrameRecord],
@@ -189,11 +208,13 @@ def evaluate_localizer(predict: Callable[[np.ndarray], np.ndarray], records: Seq
     `score_threshold`, ap (VOC all-point AP over detections down to score 0.05), empty_frames
     (frames without hands) and false_alarm_frames (of those, how many got a box at
     `score_threshold`), score_threshold, iou, and sweep: precision and recall at each of
-    SWEEP_THRESHOLDS, to choose an operating point on validation frames.
+    SWEEP_THRESHOLDS, to choose an operating point on validation frames; recall_by_size and
+    recall_by_overlap: recall at `score_threshold` per SIZE_CLASSES / OVERLAP_CLASSES label
+    ({'hands', 'recall'}), to see which hands are missed.
     """
     if not records:
         raise ValueError('evaluate_localizer got no frames')
-    boxes, scores, truth = [], [], []
+    boxes, scores, truth, sizes, overlaps = [], [], [], [], []
     for start in tqdm(range(0, len(records), batch_size), desc='evaluate', disable=not progress,
                       dynamic_ncols=True, leave=False):
         chunk = records[start:start + batch_size]
@@ -206,15 +227,22 @@ def evaluate_localizer(predict: Callable[[np.ndarray], np.ndarray], records: Seq
             boxes.append(np.array([d.box for d in found], np.float64).reshape(-1, 4))
             scores.append(np.array([d.score for d in found], np.float64))
             truth.append(record.boxes)
+            sizes.append([size_class(box, image.shape[0]) for box in record.boxes])
+            overlaps.append(overlap_classes(record.boxes))
     precision, recall = metrics.detection_pr(boxes, scores, truth, iou_threshold, score_threshold)
     empty = [index for index, gt in enumerate(truth) if len(gt) == 0]
-    return {'n': len(records), 'hands': int(sum(len(gt) for gt in truth)),
-            'precision': precision, 'recall': recall,
-            'ap': metrics.average_precision(boxes, scores, truth, iou_threshold),
-            'empty_frames': len(empty),
-            'false_alarm_frames': sum(bool(np.any(scores[i] >= score_threshold)) for i in empty),
-            'score_threshold': score_threshold, 'iou': iou_threshold,
-            'sweep': [{'score_threshold': threshold,
-                       **dict(zip(('precision', 'recall'),
-                                  metrics.detection_pr(boxes, scores, truth, iou_threshold, threshold)))}
-                      for threshold in SWEEP_THRESHOLDS]}
+    result = {'n': len(records), 'hands': int(sum(len(gt) for gt in truth)),
+              'precision': precision, 'recall': recall,
+              'ap': metrics.average_precision(boxes, scores, truth, iou_threshold),
+              'empty_frames': len(empty),
+              'false_alarm_frames': sum(bool(np.any(scores[i] >= score_threshold)) for i in empty),
+              'score_threshold': score_threshold, 'iou': iou_threshold,
+              'sweep': [{'score_threshold': threshold,
+                         **dict(zip(('precision', 'recall'),
+                                    metrics.detection_pr(boxes, scores, truth, iou_threshold, threshold)))}
+                        for threshold in SWEEP_THRESHOLDS]}
+    for key, labels, groups in (('recall_by_size', [label for _, label in SIZE_CLASSES], sizes),
+                                ('recall_by_overlap', OVERLAP_CLASSES, overlaps)):
+        by_label = metrics.recall_by_group(boxes, scores, truth, groups, iou_threshold, score_threshold)
+        result[key] = {label: by_label[label] for label in labels if label in by_label}
+    return result

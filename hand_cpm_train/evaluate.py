@@ -12,8 +12,9 @@ A localiser model (hand-cpm-train --task localizer; the task is read from the ch
 ONNX metadata) is evaluated on whole frames (hand-cpm-synth --scene frame) the way the runtime
 runs it: letterbox, network, decode into source pixels. Reported: precision and recall of the
 boxes at IoU 0.5 at the deployed --score-threshold, AP (VOC all-point) and how many hand-free
-frames got a false box; --json ends with {"task": "localizer", "n", "hands", "precision",
-"recall", "ap", ...}.
+frames got a false box, and recall by hand size and for hands overlapping another hand (where the
+misses are); --json ends with {"task": "localizer", "n", "hands", "precision", "recall", "ap",
+"recall_by_size", "recall_by_overlap", ...}.
 
 A checkpoint remembers its training data: evaluating on a training directory is refused, except
 when that run held out a group split of it, in which case only that held-out split is evaluated.
@@ -175,6 +176,10 @@ def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
     print('\n| score threshold | precision | recall |\n|---:|---:|---:|')
     for row in result['sweep']:
         print(f'| {row["score_threshold"]:.2f} | {row["precision"]:.4f} | {row["recall"]:.4f} |')
+    print(f'\n| hands (at score threshold {args.score_threshold:.2f}) | count | recall |\n|---|---:|---:|')
+    for group in (result['recall_by_size'], result['recall_by_overlap']):
+        for label, values in group.items():
+            print(f'| {label} | {values["hands"]} | {values["recall"]:.4f} |')
     if args.json:
         print(json.dumps(result))
     return 0

@@ -11,7 +11,7 @@ from test_data import write_frame_dataset
 
 from hand_cpm_ros.backends import create_backend
 from hand_cpm_ros.localizer import DEFAULT_SCORE_THRESHOLD
-from hand_cpm_train import evaluate, export, train
+from hand_cpm_train import engine, evaluate, export, train
 from hand_cpm_train.checkpoint import load_checkpoint, load_model
 
 
@@ -94,5 +94,18 @@ def test_export_matches_torch_and_eval_reports_box_metrics(run, tmp_path, capsys
         (at_default,) = [row for row in result['sweep']
                          if row['score_threshold'] == DEFAULT_SCORE_THRESHOLD]
         assert at_default['recall'] == result['recall']
+        by_size, by_overlap = result['recall_by_size'], result['recall_by_overlap']
+        for group in (by_size, by_overlap):
+            assert sum(row['hands'] for row in group.values()) == result['hands']
+            found = sum(row['hands'] * row['recall'] for row in group.values())
+            assert found == pytest.approx(result['recall'] * result['hands'])
     assert evaluate.main(['--model', str(out / 'best.pt'), '--data', str(train_dir)]) == 2
     assert 'used for training' in capsys.readouterr().err
+
+
+def test_hands_are_grouped_by_size_and_overlap_for_the_recall_breakdown():
+    boxes = np.array([[0, 0, 40, 40], [30, 30, 120, 130], [300, 0, 340, 200]], np.float64)
+    assert [engine.size_class(box, 480) for box in boxes] == [
+        'small (< 10% of frame height)', 'medium (10-30%)', 'large (>= 30%)']
+    assert engine.overlap_classes(boxes) == ['overlapping another hand'] * 2 + ['apart from other hands']
+    assert engine.overlap_classes(np.zeros((0, 4))) == []

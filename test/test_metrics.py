@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hand_cpm_ros.metrics import (auc, average_precision, detection_pr, epe, hand_box_size, keypoint_errors,
-                                  match_detections, pck, pck_curve, summary)
+                                  match_detections, pck, pck_curve, recall_by_group, summary)
 
 GT = np.zeros((1, 3, 2))
 PRED = np.array([[[0.0, 0.0], [3.0, 4.0], [1.0, 1.0]]])   # errors 0, 5, sqrt(2)
@@ -90,3 +90,17 @@ def test_precision_recall_and_average_precision():
     gts = GT_BOXES + [np.array([[0, 0, 5, 5], [10, 10, 15, 15]])]
     assert average_precision(boxes, scores, gts) == pytest.approx(0.25 * 1 + 0.25 * 2 / 3)
     assert math.isnan(average_precision(PRED_BOXES, PRED_SCORES, [np.zeros((0, 4))]))
+
+
+def test_recall_by_group_counts_each_labelled_truth_box():
+    boxes = PRED_BOXES + [np.zeros((0, 4))]
+    scores = PRED_SCORES + [np.zeros(0)]
+    gts = GT_BOXES + [np.array([[0, 0, 5, 5], [10, 10, 15, 15]])]
+    groups = [['large', 'small'], ['small', 'small']]
+    assert recall_by_group(boxes, scores, gts, groups) == {
+        'large': {'hands': 1, 'recall': 1.0}, 'small': {'hands': 3, 'recall': 1 / 3}}
+    # at 0.75 only the 0.9 detection counts: the 0.7 one no longer finds gt 1 of the first image
+    assert recall_by_group(boxes, scores, gts, groups, score_threshold=0.75)['small'] == {
+        'hands': 3, 'recall': 0.0}
+    with pytest.raises(ValueError, match='1 group labels for 2 ground-truth boxes'):
+        recall_by_group(PRED_BOXES, PRED_SCORES, GT_BOXES, [['large']])
