@@ -27,9 +27,11 @@ from hand_cpm_ros.geometry import apply_affine, box_iou_matrix, clip_box, invert
 
 NUM_OUTPUTS = 6
 HEAT, SIZE, OFFSET, SIDE = 0, slice(1, 3), slice(3, 5), 5
-# The deployed operating point, where evaluation reports precision and recall: the best F1 of the
-# shipped localiser on validation frames (hand-cpm-eval's sweep; models/MODEL_CARD.md).
-DEFAULT_SCORE_THRESHOLD = 0.25
+# The deployed operating point, where evaluation reports precision and recall: of the thresholds
+# with the best F1 of the shipped localiser on validation frames (hand-cpm-eval's sweep: 0.60 at
+# 0.25-0.35), the one that in the tracking pipeline found as many hands with fewer false ones
+# (models/MODEL_CARD.md).
+DEFAULT_SCORE_THRESHOLD = 0.35
 DEFAULT_MAX_HANDS = 2
 # Below this probability (of left, or of right) a detection's handedness is reported unknown
 # rather than as a coin flip: the shipped localiser's handedness head gives 0.50-0.57 on every

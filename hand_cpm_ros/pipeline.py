@@ -69,7 +69,7 @@ class PipelineSettings:
     crop_margin: float = 0.25
     keypoint_threshold: float = 0.2
     # A localiser hand scores (mean keypoint confidence) x (localiser score); the keypoint network
-    # gives about 0.6 on a hand, so 0.15 keeps what the localiser's own threshold (0.25) keeps.
+    # gives about 0.6 on a hand, so 0.15 keeps what the localiser's own threshold (0.35) keeps.
     hand_threshold: float = 0.15
     # Hands whose keypoint box is smaller than this fraction of the image's shorter side are
     # dropped. On a crop without a hand the keypoint network tends to put every keypoint near the

@@ -176,7 +176,7 @@ def torch_localizer_predictor(model: nn.Module, device: torch.device
     return predict
 
 
-SWEEP_THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6)
+SWEEP_THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6)
 # Hand size classes for the localiser's recall breakdown: (upper bound of the box height as a
 # fraction of the frame height, label). The localiser is made for hands of about 5-80%.
 SIZE_CLASSES = ((0.1, 'small (< 10% of frame height)'), (0.3, 'medium (10-30%)'),
