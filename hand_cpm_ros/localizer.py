@@ -34,7 +34,7 @@ HEAT, SIZE, OFFSET, SIDE = 0, slice(1, 3), slice(3, 5), 5
 DEFAULT_SCORE_THRESHOLD = 0.35
 DEFAULT_MAX_HANDS = 2
 # Below this probability (of left, or of right) a detection's handedness is reported unknown
-# rather than as a coin flip: the shipped localiser's handedness head gives 0.50-0.57 on every
+# rather than as a coin flip: the shipped localiser's handedness head gives 0.50-0.53 on every
 # hand (it has not learnt handedness; models/MODEL_CARD.md).
 MIN_HANDEDNESS_SCORE = 0.75
 # CPU threads of the localiser's backend. One: it then runs on the calling thread, with no thread
