@@ -28,13 +28,13 @@ from hand_cpm_ros.geometry import apply_affine, box_iou_matrix, clip_box, invert
 NUM_OUTPUTS = 6
 HEAT, SIZE, OFFSET, SIDE = 0, slice(1, 3), slice(3, 5), 5
 # The deployed operating point, where evaluation reports precision and recall: of the thresholds
-# with the best F1 of the shipped localiser on validation frames (hand-cpm-eval's sweep: 0.60 at
+# near the best validation F1 of the shipped localiser (hand-cpm-eval's sweep: 0.64-0.66 at
 # 0.25-0.35), the one that in the tracking pipeline found as many hands with fewer false ones
-# (models/MODEL_CARD.md).
+# (models/MODEL_CARD.md, "Why 0.35").
 DEFAULT_SCORE_THRESHOLD = 0.35
 DEFAULT_MAX_HANDS = 2
 # Below this probability (of left, or of right) a detection's handedness is reported unknown
-# rather than as a coin flip: the shipped localiser's handedness head gives 0.50-0.53 on every
+# rather than as a coin flip: the shipped localiser's handedness head gives 0.50-0.52 on every
 # hand (it has not learnt handedness; models/MODEL_CARD.md).
 MIN_HANDEDNESS_SCORE = 0.75
 # CPU threads of the localiser's backend. One: it then runs on the calling thread, with no thread
