@@ -151,19 +151,35 @@ def _boxes(values, name: str) -> np.ndarray:
     return _finite_array(values, name, (None, 4))
 
 
-def box_iou_matrix(boxes_a: ArrayLike, boxes_b: ArrayLike) -> np.ndarray:
-    """Intersection over union of every box in A (N, 4) with every box in B (M, 4): (N, M).
-
-    Areas are continuous (x1 - x0) * (y1 - y0); a pair whose union is empty has IoU 0.
-    """
+def _intersections_and_areas(boxes_a: ArrayLike,
+                             boxes_b: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairwise intersection areas (N, M) and the areas of A (N,) and of B (M,)."""
     a, b = _boxes(boxes_a, 'boxes_a'), _boxes(boxes_b, 'boxes_b')
     top_left = np.maximum(a[:, None, :2], b[None, :, :2])
     bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
     intersection = np.prod(np.clip(bottom_right - top_left, 0.0, None), axis=2)
     area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0.0, None), axis=1)
     area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0.0, None), axis=1)
+    return intersection, area_a, area_b
+
+
+def box_iou_matrix(boxes_a: ArrayLike, boxes_b: ArrayLike) -> np.ndarray:
+    """Intersection over union of every box in A (N, 4) with every box in B (M, 4): (N, M).
+
+    Areas are continuous (x1 - x0) * (y1 - y0); a pair whose union is empty has IoU 0.
+    """
+    intersection, area_a, area_b = _intersections_and_areas(boxes_a, boxes_b)
     union = area_a[:, None] + area_b[None, :] - intersection
     return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
+
+
+def box_containment_matrix(boxes_a: ArrayLike, boxes_b: ArrayLike) -> np.ndarray:
+    """Share of the smaller box's area that lies inside the other, for every box in A (N, 4) with
+    every box in B (M, 4): (N, M). 1 when one box holds the other, however different their sizes
+    (where IoU is small); 0 for a pair with an empty box."""
+    intersection, area_a, area_b = _intersections_and_areas(boxes_a, boxes_b)
+    smaller = np.minimum(area_a[:, None], area_b[None, :])
+    return np.divide(intersection, smaller, out=np.zeros_like(intersection), where=smaller > 0)
 
 
 def box_iou(box_a: ArrayLike, box_b: ArrayLike) -> float:

@@ -87,7 +87,9 @@ class Observation:
 
     `handedness_score` 0 means the handedness is unknown for this observation; the track then keeps
     its last known call. `evidence` in [0, 1]: how sure the proposal that found it was that a hand
-    is there (a localiser score, 1 for an external ROI, a track's faded evidence).
+    is there (a localiser score, 1 for an external ROI, a track's faded evidence). `continues`: the
+    id of a track this hand continues whatever their similarity (found in that track's crop after
+    the crop regrew from a part of the hand to all of it, so its box changed too much to match).
     """
     keypoints: np.ndarray  # (21, 2) source pixels
     scores: np.ndarray  # (21,)
@@ -95,6 +97,7 @@ class Observation:
     handedness: int = 0
     handedness_score: float = 0.0
     evidence: float = 1.0
+    continues: int | None = None
 
 
 @dataclass
@@ -185,12 +188,19 @@ class HandTracker:
 
     def update(self, observations: list[Observation], time: float) -> list[Track]:
         """Assign every observation to a track (continued or new), in the same order; smooth the
-        keypoints of continued tracks when smoothing is on. `time` is in seconds."""
+        keypoints of continued tracks when smoothing is on. `time` is in seconds. Observations
+        that name the track they continue get it first (when it is still there)."""
+        matched_track_of: dict[int, int] = {}
+        used_tracks: set[int] = set()
+        index_of_id = {track.track_id: t for t, track in enumerate(self._tracks)}
+        for o, obs in enumerate(observations):
+            t = index_of_id.get(obs.continues)
+            if t is not None and t not in used_tracks:
+                used_tracks.add(t)
+                matched_track_of[o] = t
         pairs = sorted(((self.similarity(track, obs), t, o)
                         for t, track in enumerate(self._tracks)
                         for o, obs in enumerate(observations)), reverse=True)
-        matched_track_of: dict[int, int] = {}
-        used_tracks: set[int] = set()
         for similarity, t, o in pairs:
             if similarity < self.match_threshold:
                 break

@@ -3,9 +3,10 @@ import cv2
 import numpy as np
 import pytest
 
-from hand_cpm_ros.geometry import (apply_affine, box_from_keypoints, box_iou, box_iou_matrix, clip_box,
-                                   compose_affine, crop_affine, crop_to_source_affine, invert_affine,
-                                   source_to_crop_affine, square_crop, warp_crop)
+from hand_cpm_ros.geometry import (apply_affine, box_containment_matrix, box_from_keypoints, box_iou,
+                                   box_iou_matrix, clip_box, compose_affine, crop_affine,
+                                   crop_to_source_affine, invert_affine, source_to_crop_affine,
+                                   square_crop, warp_crop)
 
 
 def test_square_crop_centres_box_and_adds_margin():
@@ -63,6 +64,16 @@ def test_boxes_from_keypoints_clip_and_iou():
     matrix = box_iou_matrix([[0, 0, 2, 2], [0, 0, 1, 1]], [[0, 0, 2, 2], [1, 1, 3, 3], [5, 5, 5, 5]])
     np.testing.assert_allclose(matrix, [[1.0, 1 / 7, 0.0], [0.25, 0.0, 0.0]])
     assert box_iou_matrix([], [[0, 0, 1, 1]]).shape == (0, 1)
+
+
+def test_containment_is_one_for_a_box_inside_another_whatever_the_sizes():
+    big, inside, half_out, apart, empty = ([0, 0, 10, 10], [2, 2, 4, 4], [8, 0, 12, 2],
+                                           [20, 20, 30, 30], [5, 5, 5, 5])
+    matrix = box_containment_matrix([inside, half_out, apart, empty], [big])
+    np.testing.assert_allclose(matrix[:, 0], [1.0, 0.5, 0.0, 0.0])
+    assert box_iou_matrix([inside], [big])[0, 0] == pytest.approx(0.04)  # what IoU says of it
+    np.testing.assert_allclose(box_containment_matrix([big], [inside, half_out]), [[1.0, 0.5]])
+    assert box_containment_matrix([], [big]).shape == (0, 1)
 
 
 @pytest.mark.parametrize('call, message', [

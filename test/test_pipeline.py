@@ -9,8 +9,8 @@ import pytest
 from hand_cpm_ros.backends import create_backend
 from hand_cpm_ros.geometry import apply_affine, crop_to_source_affine, square_crop
 from hand_cpm_ros.localizer import Detection
-from hand_cpm_ros.pipeline import (BoxSource, Handedness, HandPipeline, backproject_keypoints,
-                                   default_model_path, draw_result)
+from hand_cpm_ros.pipeline import (BoxSource, FrameResult, Handedness, HandPipeline,
+                                   backproject_keypoints, default_model_path, draw_result)
 
 sys.path.insert(0, str(Path(__file__).parent / 'fixtures'))
 from fixed_peaks_model import (TEST_INPUT_SIZE, TEST_KEYPOINTS_CROP,  # noqa: E402
@@ -94,6 +94,36 @@ def test_overlapping_proposals_are_merged_and_capped(backend):
     assert counting.batches == [2] and len(result.hands) == 2
     centres = sorted(tuple(np.round(h.keypoints[9])) for h in result.hands)
     assert centres == [(150.0, 150.0), (350.0, 150.0)]
+
+
+def test_a_box_nested_in_a_larger_one_is_the_same_hand(backend):
+    counting = CountingBackend(backend)
+    pipeline = HandPipeline(counting, max_hands=2)
+    big, inside = (100.0, 100.0, 260.0, 260.0), (150.0, 150.0, 190.0, 200.0)  # IoU 0.08
+    result = pipeline.process(grey(), rois=[big, inside])
+    assert counting.batches == [1] and len(result.hands) == 1
+
+
+def test_track_shrunk_inside_a_larger_localiser_box_regrows_to_it(backend):
+    localizer = FixedBoxesLocalizer([])
+    pipeline = HandPipeline(backend, localizer=localizer)
+    # a track on part of a hand (as after its keypoints collapsed onto a finger)
+    (part,) = pipeline.process(grey(), rois=[(150.0, 150.0, 190.0, 190.0)], stamp=0.0).hands
+    hand_box = (110.0, 120.0, 250.0, 260.0)
+    localizer.detections = [Detection(hand_box, 0.6, None, 0.0)]
+    (hand,) = pipeline.process(grey(), stamp=0.033).hands
+    # the track (evidence ~1 > 0.6) keeps its id and is cropped from the localiser's box
+    assert (hand.source, hand.track_id) == ('track', part.track_id)
+    np.testing.assert_allclose(hand.keypoints, expected_keypoints(hand_box), atol=0.5)
+    # a localiser box not much larger than the track's own, or one apart from it, leaves its crop
+    ((track_box, _, _),) = pipeline.tracker.proposals(0.066)
+    x0, y0, x1, y1 = track_box
+    for other in [(x0 - 2, y0 - 2, x1 + 2, y1 + 2), (400.0, 100.0, 600.0, 300.0)]:
+        localizer.detections = [Detection(other, 0.6, None, 0.0)]
+        proposals = pipeline.proposals(grey(), [], pipeline.settings, FrameResult([], (640, 480), 0.066),
+                                       0.066)
+        assert [(p.source, p.box, p.regrown_track) for p in proposals if p.source == 'track'] == \
+            [('track', track_box, None)]
 
 
 def test_track_continues_without_roi_and_keeps_its_id(backend):

@@ -80,6 +80,19 @@ def test_far_jump_starts_a_new_track():
     assert moved.track_id == 2
 
 
+def test_observation_naming_its_track_continues_it_however_far_it_moved():
+    tracker = HandTracker()
+    (part,) = tracker.update([hand_at(150, 150, size=30)], 0.0)
+    whole = hand_at(100, 100, size=160)  # the hand around that part: too unlike it to match
+    assert tracker.similarity(part, whole) < tracker.match_threshold
+    whole.continues = part.track_id
+    (track,) = tracker.update([whole], 0.033)
+    assert track.track_id == part.track_id and track.age == 2 and track.box == whole.box
+    stale = hand_at(400, 100, size=160)
+    stale.continues = 99  # no such track (any more): matched as usual, here a new track
+    assert [t.track_id for t in tracker.update([stale], 0.066)] == [2]
+
+
 def test_crossing_hands_with_overlapping_boxes_keep_their_ids():
     """Two hands whose boxes overlap heavily but whose keypoints differ: keypoint similarity
     decides, so the ids do not swap."""
