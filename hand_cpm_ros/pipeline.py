@@ -12,8 +12,9 @@ A hand's score is its mean keypoint confidence times the evidence of the proposa
 the localiser's score, 1 for an external ROI, or a track's evidence, which fades with
 `track_half_life` until the localiser (or an ROI) finds the hand again. A track whose keypoints
 shrank onto part of its hand (a few confident keypoints of a finger) is cropped, on a frame whose
-localiser box (or ROI) holds it and is clearly larger, from that box instead: it regrows. While tracks follow hands,
-the localiser may run on every `localizer_interval`-th frame only, to save its cost.
+localiser box (or ROI) holds it and is clearly larger, from that box instead: it regrows. While
+tracks follow hands, the localiser may run on every `localizer_interval`-th frame only, to save
+its cost.
 
 numpy + OpenCV only: no ROS, no torch (the backend may use torch, lazily, behind its interface).
 """
@@ -96,7 +97,7 @@ class PipelineSettings:
     smoothing: bool = False
     min_cutoff: float = 1.0    # One Euro filter: Hz at rest
     beta: float = 0.0          # One Euro filter: cut-off increase per px/s of speed
-    duplicate_iou: float = 0.5  # proposals / hands overlapping more than this (or nested) are one hand
+    duplicate_iou: float = 0.5  # proposals / hands overlapping more than this, or nested, are one
 
     def __post_init__(self):
         for name, high in (('max_hands', 8), ('localizer_interval', MAX_LOCALIZER_INTERVAL)):
