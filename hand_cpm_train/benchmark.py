@@ -9,11 +9,14 @@ and a variant's GFLOPs over that peak is the fastest a crop could possibly run. 
 random (speed does not depend on them).
 
 The hand localiser (loc-lite) is measured per 640x480 camera frame the way the node runs it:
-HandLocalizer.detect = letterbox + normalisation + ONNX Runtime + decode, plus the network alone.
+HandLocalizer.detect = letterbox + normalisation + ONNX Runtime + decode, plus the network alone,
+at its trained input size or at the --localizer-frame-sizes given (what hand-cpm-export
+--frame-size ships).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -31,7 +34,8 @@ from hand_cpm_ros.codec import HeatmapCodec
 from hand_cpm_ros.localizer import HandLocalizer
 from hand_cpm_train.checkpoint import FORMAT_VERSION, save_checkpoint
 from hand_cpm_train.export import export_onnx
-from hand_cpm_train.localizer_model import LOCALIZER_VARIANTS, build_localizer
+from hand_cpm_train.localizer_model import (LOCALIZER_VARIANTS, LocalizerConfig, build_localizer,
+                                            parse_frame_size)
 from hand_cpm_train.losses import cpm_loss
 from hand_cpm_train.models import VARIANTS, build_model, count_gflops, get_config
 from hand_cpm_train.quantize import quantize_onnx
@@ -150,12 +154,15 @@ def benchmark_variant(name: str, args, peak: float, directory: Path, progress) -
     return result
 
 
-def benchmark_localizer(name: str, args, directory: Path, progress) -> dict:
+def benchmark_localizer(name: str, args, directory: Path, progress,
+                        frame_size: tuple[int, int] | None = None) -> dict:
     """Latency of one 640x480 frame through HandLocalizer.detect (ONNX Runtime) and of the
-    network alone, with random weights."""
+    network alone, with random weights, at the variant's input or `frame_size` (width, height)."""
     config = LOCALIZER_VARIANTS[name]
+    if frame_size is not None:
+        config = dataclasses.replace(config, input_width=frame_size[0], input_height=frame_size[1])
     path = export_onnx(build_localizer(config).eval(), config, config.codec().to_dict(),
-                       directory / f'{name}.onnx')
+                       directory / f'{name}_{config.input_width}x{config.input_height}.onnx')
     backend = create_backend('onnxruntime', model_path=str(path), threads=args.threads,
                              logger=lambda _message: None)
     localizer = HandLocalizer(backend)
@@ -224,6 +231,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         choices=list(LOCALIZER_VARIANTS),
                         help='hand localisers to measure per 640x480 frame (ONNX Runtime); '
                              'none with an empty list')
+    parser.add_argument('--localizer-frame-sizes', nargs='+', metavar='WxH',
+                        help='measure the localisers at these inputs (multiples of 32), e.g. '
+                             '320x256 384x288; default: each variant\'s own')
     parser.add_argument('--json', help='also write the results to this JSON file')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing --json file')
     return parser
@@ -238,20 +248,28 @@ def main(argv: list[str] | None = None) -> int:
     problems += ['--warmup must be >= 0'] if args.warmup < 0 else []
     if args.json and Path(args.json).exists() and not args.overwrite:
         problems.append(f'{args.json} exists; pass --overwrite to replace it')
+    frame_sizes: list[tuple[int, int] | None] = [None]
+    try:
+        if args.localizer_frame_sizes:
+            frame_sizes = [parse_frame_size(text) for text in args.localizer_frame_sizes]
+            for width, height in frame_sizes:  # the config checks multiples of 32
+                dataclasses.replace(LocalizerConfig(), input_width=width, input_height=height)
+    except ValueError as error:
+        problems.append(str(error))
     if problems:
         print(f'hand-cpm-benchmark: {"; ".join(problems)}', file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     peak = measure_peak_gflops(args.threads)
     steps = len(args.variants) * (len(args.backends) * len(args.batches) + (not args.skip_train)) \
-        + 2 * len(args.localizers)
+        + 2 * len(args.localizers) * len(frame_sizes)
     results = []
     with tempfile.TemporaryDirectory(prefix='hand-cpm-benchmark-') as directory, \
             tqdm(total=steps, unit='measurement') as progress:
         for name in args.variants:
             results.append(benchmark_variant(name, args, peak, Path(directory), progress))
-        localizers = [benchmark_localizer(name, args, Path(directory), progress)
-                      for name in args.localizers]
+        localizers = [benchmark_localizer(name, args, Path(directory), progress, frame_size)
+                      for name in args.localizers for frame_size in frame_sizes]
     print(markdown(results, peak, args, localizers))
     if args.json:
         Path(args.json).write_text(json.dumps({'peak_gflops': peak, 'threads': args.threads,

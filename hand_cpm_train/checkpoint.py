@@ -9,6 +9,7 @@ or 'localizer'), 'optimizer', 'scheduler', 'scaler', 'epoch', 'step', 'best_metr
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -71,23 +72,39 @@ def checkpoint_task(state: dict) -> str:
     return state.get('task', 'keypoints')
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = 'cpu'
+def load_model(path: str | os.PathLike, device: str | torch.device = 'cpu',
+               frame_size: tuple[int, int] | None = None
                ) -> tuple[nn.Module, ModelConfig | LocalizerConfig, dict]:
     """(model in eval mode on `device`, its config (ModelConfig, or LocalizerConfig for a
-    localiser), its codec dict) from a checkpoint."""
+    localiser), its codec dict) from a checkpoint.
+
+    `frame_size` (width, height), localisers only: frames are letterboxed to this size instead of
+    the trained one. The network is fully convolutional, so the weights fit any multiple of 32,
+    and a hand covers more output cells on a finer input."""
     state = load_checkpoint(path)
     config_class, build = TASKS[checkpoint_task(state)]
     try:
         config = config_class.from_dict(state['model_config'])
     except (TypeError, ValueError) as error:
         raise CheckpointError(f'{path} has an invalid model_config: {error}') from error
+    codec = dict(state['codec'])
+    if frame_size is not None:
+        if not isinstance(config, LocalizerConfig):
+            raise CheckpointError(f'{path} is a keypoint model; --frame-size is for localisers '
+                                  '(a keypoint model sees crops of its trained size)')
+        width, height = frame_size
+        try:
+            config = dataclasses.replace(config, input_width=width, input_height=height)
+        except ValueError as error:
+            raise CheckpointError(f'--frame-size: {error}') from None
+        codec.update(input_width=width, input_height=height)
     model = build(config)
     try:
         model.load_state_dict(state['model'])
     except RuntimeError as error:
         raise CheckpointError(f'{path}: weights do not fit variant {config.name!r}: '
                               f'{str(error).splitlines()[0]}') from error
-    return model.to(device).eval(), config, dict(state['codec'])
+    return model.to(device).eval(), config, codec
 
 
 def runtime_metadata(config: ModelConfig | LocalizerConfig, codec: dict) -> dict[str, str]:

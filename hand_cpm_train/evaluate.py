@@ -14,7 +14,8 @@ runs it: letterbox, network, decode into source pixels. Reported: precision and 
 boxes at IoU 0.5 at the deployed --score-threshold, AP (VOC all-point) and how many hand-free
 frames got a false box, and recall by hand size and for hands overlapping another hand (where the
 misses are); --json ends with {"task": "localizer", "n", "hands", "precision", "recall", "ap",
-"recall_by_size", "recall_by_overlap", ...}.
+"recall_by_size", "recall_by_overlap", ...}. --frame-size WxH runs a localiser checkpoint on
+frames letterboxed to another size than it was trained on: which input finds which hands.
 
 A checkpoint remembers its training data: evaluating on a training directory is refused, except
 when that run held out a group split of it, in which case only that held-out split is evaluated.
@@ -37,6 +38,7 @@ from hand_cpm_ros.localizer import DEFAULT_MAX_HANDS, DEFAULT_SCORE_THRESHOLD, L
 from hand_cpm_train import data, engine, plots
 from hand_cpm_train.checkpoint import CheckpointError, checkpoint_task, load_checkpoint, load_model
 from hand_cpm_train.localizer_data import load_frame_records, split_frames
+from hand_cpm_train.localizer_model import parse_frame_size
 from hand_cpm_train.train import resolve_device
 
 
@@ -58,6 +60,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='localizer: the deployed hand score threshold for precision / recall')
     parser.add_argument('--max-hands', type=int, default=DEFAULT_MAX_HANDS,
                         help='localizer: at most this many boxes per frame, as the node')
+    parser.add_argument('--frame-size', metavar='WxH',
+                        help='localizer checkpoint (.pt): letterbox frames to this network input '
+                             'instead of the trained one, e.g. 384x288 (multiples of 32)')
     parser.add_argument('--batch-size', type=int, default=16)
     parser.add_argument('--workers', type=int, default=2, help='data loader processes')
     parser.add_argument('--device', default='auto', help="checkpoints: 'auto', 'cpu', 'cuda'")
@@ -131,14 +136,19 @@ def model_task(path: Path) -> str:
     raise ValueError(f'--model must be a .pt checkpoint or an .onnx model, got {path}')
 
 
-def load_localizer_predictor(path: Path, device_name: str, threads: int | None):
-    """(predict(frames) -> maps, LocalizerCodec, ModelInfo, train_config or None) of a localiser."""
+def load_localizer_predictor(path: Path, device_name: str, threads: int | None,
+                             frame_size: tuple[int, int] | None = None):
+    """(predict(frames) -> maps, LocalizerCodec, ModelInfo, train_config or None) of a localiser,
+    on frames letterboxed to `frame_size` (width, height) if given (checkpoints only)."""
     if path.suffix == '.pt':
-        model, model_config, codec_dict = load_model(path, resolve_device(device_name))
+        model, model_config, codec_dict = load_model(path, resolve_device(device_name), frame_size)
         codec = LocalizerCodec.from_dict(codec_dict)
         predict = engine.torch_localizer_predictor(model, next(model.parameters()).device)
         return (predict, codec, data.model_info_for(model_config, codec),
                 load_checkpoint(path).get('train_config') or {})
+    if frame_size is not None:
+        raise ValueError('--frame-size needs a checkpoint (.pt): an ONNX model\'s input size is '
+                         'fixed when it is exported (hand-cpm-export --frame-size)')
     from hand_cpm_ros.backends import create_backend
     backend = create_backend('onnxruntime', model_path=str(path), threads=threads,
                              logger=lambda _message: None)
@@ -153,8 +163,9 @@ def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
                              'localiser')
         if not 0.0 < args.score_threshold < 1.0 or args.max_hands < 1:
             raise ValueError('--score-threshold must be in (0, 1) and --max-hands >= 1')
+        frame_size = parse_frame_size(args.frame_size) if args.frame_size else None
         predict, codec, model_info, train_config = load_localizer_predictor(
-            model_path, args.device, args.threads)
+            model_path, args.device, args.threads, frame_size)
         records, notes = held_out_records(args.data, None, train_config, load_frame_records,
                                           split_frames)
     except (ValueError, CheckpointError, BackendError) as error:
@@ -166,9 +177,11 @@ def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
                                        args.max_hands, batch_size=args.batch_size,
                                        progress=args.progress)
     result = {'task': 'localizer', **result, 'max_hands': args.max_hands,
+              'input_width': codec.input_width, 'input_height': codec.input_height,
               'model': str(model_path), 'data': args.data}
     print(f'{result["n"]} frames with {result["hands"]} hands from {", ".join(args.data)}; '
-          f'boxes matched at IoU {result["iou"]}')
+          f'boxes matched at IoU {result["iou"]}; network input '
+          f'{codec.input_width}x{codec.input_height}')
     print(f'| score threshold | precision | recall | AP | hand-free frames with a box |\n'
           f'|---:|---:|---:|---:|---:|\n'
           f'| {args.score_threshold:.2f} | {result["precision"]:.4f} | {result["recall"]:.4f} | '
@@ -223,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f'--plot {args.plot} exists; pass --overwrite to replace it')
         if model_task(model_path) == 'localizer':
             return evaluate_localizer_model(args, model_path)
+        if args.frame_size:
+            raise ValueError('--frame-size is for localisers; a keypoint model sees crops of its '
+                             'trained size')
         predict, codec, model_info, train_config = load_predictor(
             model_path, args.device, args.per_stage, args.threads)
         records, notes = held_out_records(args.data, args.format, train_config)

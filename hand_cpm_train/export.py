@@ -9,7 +9,9 @@ keypoint names, codec, the model config) is stored in the model's metadata_props
 
 A localiser checkpoint (hand-cpm-train --task localizer) exports the same way, with input 'image'
 (N,3,H,W) (the letterboxed frame, 256x320 for loc-lite) and output 'localizer_maps'
-(N,6,H/4,W/4); its metadata says task=localizer.
+(N,6,H/4,W/4); its metadata says task=localizer. --frame-size WxH exports it for frames
+letterboxed to another input size than it was trained on (hand-cpm-eval --frame-size measures
+which is best); the runtime reads the size from the metadata.
 """
 from __future__ import annotations
 
@@ -24,8 +26,8 @@ import torch
 from torch import nn
 
 from hand_cpm_ros.files import write_atomic
-from hand_cpm_train.checkpoint import CheckpointError, load_model, runtime_metadata
-from hand_cpm_train.localizer_model import LocalizerConfig
+from hand_cpm_train.checkpoint import load_model, runtime_metadata
+from hand_cpm_train.localizer_model import LocalizerConfig, parse_frame_size
 from hand_cpm_train.models import ModelConfig, fuse_batchnorm
 
 DEFAULT_OPSET = 18
@@ -83,6 +85,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--out', required=True, help='ONNX file to write')
     parser.add_argument('--opset', type=int, default=DEFAULT_OPSET,
                         help=f'ONNX opset (default {DEFAULT_OPSET})')
+    parser.add_argument('--frame-size', metavar='WxH',
+                        help='localizer: network input for the letterboxed frame, e.g. 384x288 '
+                             '(multiples of 32); default: the trained size')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing --out file')
     return parser
 
@@ -101,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     try:
-        model, config, codec = load_model(args.checkpoint)
-    except CheckpointError as error:
+        frame_size = parse_frame_size(args.frame_size) if args.frame_size else None
+        model, config, codec = load_model(args.checkpoint, frame_size=frame_size)
+    except ValueError as error:
         print(f'hand-cpm-export: {error}', file=sys.stderr)
         return 2
     export_onnx(model, config, codec, out, args.opset)

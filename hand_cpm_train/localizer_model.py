@@ -63,6 +63,15 @@ class LocalizerConfig:
 LOCALIZER_VARIANTS = {'loc-lite': LocalizerConfig()}
 
 
+def parse_frame_size(text: str) -> tuple[int, int]:
+    """'320x256' -> (320, 256), the --frame-size of the localiser commands; ValueError otherwise."""
+    try:
+        width, height = (int(part) for part in str(text).lower().split('x'))
+    except ValueError:
+        raise ValueError(f'--frame-size needs WIDTHxHEIGHT, e.g. 320x256, got {text!r}') from None
+    return width, height
+
+
 def get_localizer_config(name: str, **overrides) -> LocalizerConfig:
     """The named localiser variant with field overrides (e.g. input_width, input_height)."""
     if name not in LOCALIZER_VARIANTS:

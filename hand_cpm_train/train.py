@@ -45,7 +45,7 @@ from hand_cpm_train.checkpoint import (FORMAT_VERSION, CheckpointError, checkpoi
                                        load_checkpoint, save_checkpoint)
 from hand_cpm_train.localizer_data import FrameDataset, load_frame_records, split_frames
 from hand_cpm_train.localizer_model import (LOCALIZER_VARIANTS, LocalizerConfig, build_localizer,
-                                            get_localizer_config)
+                                            get_localizer_config, parse_frame_size)
 from hand_cpm_train.models import DEFAULT_VARIANT, VARIANTS, ModelConfig, build_model, get_config
 
 # Settings a resumed run may change; any other explicit change would silently mix two runs.
@@ -162,15 +162,6 @@ def _as_list(value) -> list[str] | None:
     if value is None:
         return None
     return [str(v) for v in ([value] if isinstance(value, (str, Path)) else value)]
-
-
-def parse_frame_size(text: str) -> tuple[int, int]:
-    """'320x256' -> (320, 256); UsageError otherwise."""
-    try:
-        width, height = (int(part) for part in str(text).lower().split('x'))
-    except ValueError:
-        raise UsageError(f'--frame-size needs WIDTHxHEIGHT, e.g. 320x256, got {text!r}') from None
-    return width, height
 
 
 def _validate(config: dict) -> None:

@@ -109,3 +109,46 @@ def test_hands_are_grouped_by_size_and_overlap_for_the_recall_breakdown():
         'small (< 10% of frame height)', 'medium (10-30%)', 'large (>= 30%)']
     assert engine.overlap_classes(boxes) == ['overlapping another hand'] * 2 + ['apart from other hands']
     assert engine.overlap_classes(np.zeros((0, 4))) == []
+
+
+def test_eval_and_export_run_a_localizer_on_another_frame_size(run, tmp_path, capsys):
+    _, val_dir, out = run
+    checkpoint = str(out / 'best.pt')
+    onnx_path = tmp_path / 'loc_192x160.onnx'
+    assert export.main(['--checkpoint', checkpoint, '--out', str(onnx_path),
+                        '--frame-size', '192x160']) == 0
+    backend = create_backend('onnxruntime', model_path=str(onnx_path), threads=1,
+                             logger=lambda _: None)
+    assert backend.info.input_shape == (3, 160, 192)
+    assert (backend.info.codec['input_width'], backend.info.codec['input_height']) == (192, 160)
+
+    results = {}
+    for name, model, extra in (('trained', checkpoint, []),
+                               ('trained, explicit', checkpoint, ['--frame-size', '128x96']),
+                               ('192x160', checkpoint, ['--frame-size', '192x160']),
+                               ('192x160 onnx', str(onnx_path), [])):
+        capsys.readouterr()
+        assert evaluate.main(['--model', model, '--data', str(val_dir), '--json',
+                              '--workers', '0', '--no-progress', *extra]) == 0
+        results[name] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (results['trained']['input_width'], results['trained']['input_height']) == (128, 96)
+    # The trained size given explicitly is the default run, number for number.
+    assert results['trained, explicit'] == results['trained']
+    bigger, exported = results['192x160'], results['192x160 onnx']
+    assert (bigger['input_width'], bigger['input_height'], bigger['n'], bigger['hands']) == (192, 160, 2, 4)
+    # The export at that size finds the same boxes as the checkpoint run at it.
+    assert [exported[key] for key in ('input_width', 'input_height', 'precision', 'recall')] == \
+        [bigger[key] for key in ('input_width', 'input_height', 'precision', 'recall')]
+    assert exported['ap'] == pytest.approx(bigger['ap'], abs=1e-6)
+
+    for model, size, message in ((checkpoint, '100x90', 'multiples of 32'),
+                                 (checkpoint, '480', 'needs WIDTHxHEIGHT'),
+                                 (str(onnx_path), '192x160', 'needs a checkpoint')):
+        capsys.readouterr()
+        assert evaluate.main(['--model', model, '--data', str(val_dir), '--workers', '0',
+                              '--frame-size', size]) == 2
+        assert message in capsys.readouterr().err
+    assert export.main(['--checkpoint', checkpoint, '--out', str(tmp_path / 'x.onnx'),
+                        '--frame-size', '100x90']) == 2
+    assert 'multiples of 32' in capsys.readouterr().err
+    assert not (tmp_path / 'x.onnx').exists()

@@ -1,0 +1,26 @@
+"""hand-cpm-benchmark's arguments and the shape of its results (the figures themselves are for the
+README, measured by hand: a timed test on a shared machine would be noise)."""
+import json
+
+from hand_cpm_train import benchmark
+
+
+def test_localizer_is_measured_at_each_frame_size_asked(tmp_path, capsys):
+    out = tmp_path / 'bench.json'
+    assert benchmark.main(['--variants', '--skip-train', '--runs', '1', '--warmup', '0',
+                           '--threads', '1', '--localizer-frame-sizes', '128x96', '192x160',
+                           '--json', str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result['results'] == []
+    assert [(entry['variant'], entry['input']) for entry in result['localizers']] == \
+        [('loc-lite', '128x96'), ('loc-lite', '192x160')]
+    for entry in result['localizers']:
+        assert [row['what'] for row in entry['latency']] == ['detect 640x480 frame', 'network only']
+        assert all(row['runs'] == 1 and row['median_ms'] > 0 for row in entry['latency'])
+    table = capsys.readouterr().out
+    assert '| loc-lite | 192x160 | detect 640x480 frame |' in table
+
+    assert benchmark.main(['--variants', '--skip-train', '--localizer-frame-sizes', '100x90']) == 2
+    assert 'multiples of 32' in capsys.readouterr().err
+    assert benchmark.main(['--variants', '--skip-train', '--json', str(out)]) == 2
+    assert 'exists' in capsys.readouterr().err
