@@ -154,13 +154,10 @@ def benchmark_variant(name: str, args, peak: float, directory: Path, progress) -
     return result
 
 
-def benchmark_localizer(name: str, args, directory: Path, progress,
-                        frame_size: tuple[int, int] | None = None) -> dict:
+def benchmark_localizer(config: LocalizerConfig, args, directory: Path, progress) -> dict:
     """Latency of one 640x480 frame through HandLocalizer.detect (ONNX Runtime) and of the
-    network alone, with random weights, at the variant's input or `frame_size` (width, height)."""
-    config = LOCALIZER_VARIANTS[name]
-    if frame_size is not None:
-        config = dataclasses.replace(config, input_width=frame_size[0], input_height=frame_size[1])
+    network alone, with random weights, at the config's input size."""
+    name = config.name
     path = export_onnx(build_localizer(config).eval(), config, config.codec().to_dict(),
                        directory / f'{name}_{config.input_width}x{config.input_height}.onnx')
     backend = create_backend('onnxruntime', model_path=str(path), threads=args.threads,
@@ -248,12 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     problems += ['--warmup must be >= 0'] if args.warmup < 0 else []
     if args.json and Path(args.json).exists() and not args.overwrite:
         problems.append(f'{args.json} exists; pass --overwrite to replace it')
-    frame_sizes: list[tuple[int, int] | None] = [None]
+    localizer_configs = [LOCALIZER_VARIANTS[name] for name in args.localizers]
     try:
-        if args.localizer_frame_sizes:
-            frame_sizes = [parse_frame_size(text) for text in args.localizer_frame_sizes]
-            for width, height in frame_sizes:  # the config checks multiples of 32
-                dataclasses.replace(LocalizerConfig(), input_width=width, input_height=height)
+        if args.localizer_frame_sizes:  # the config checks multiples of 32
+            sizes = [parse_frame_size(text) for text in args.localizer_frame_sizes]
+            localizer_configs = [dataclasses.replace(config, input_width=width, input_height=height)
+                                 for config in localizer_configs for width, height in sizes]
     except ValueError as error:
         problems.append(str(error))
     if problems:
@@ -262,14 +259,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     peak = measure_peak_gflops(args.threads)
     steps = len(args.variants) * (len(args.backends) * len(args.batches) + (not args.skip_train)) \
-        + 2 * len(args.localizers) * len(frame_sizes)
+        + 2 * len(localizer_configs)
     results = []
     with tempfile.TemporaryDirectory(prefix='hand-cpm-benchmark-') as directory, \
             tqdm(total=steps, unit='measurement') as progress:
         for name in args.variants:
             results.append(benchmark_variant(name, args, peak, Path(directory), progress))
-        localizers = [benchmark_localizer(name, args, Path(directory), progress, frame_size)
-                      for name in args.localizers for frame_size in frame_sizes]
+        localizers = [benchmark_localizer(config, args, Path(directory), progress)
+                      for config in localizer_configs]
     print(markdown(results, peak, args, localizers))
     if args.json:
         Path(args.json).write_text(json.dumps({'peak_gflops': peak, 'threads': args.threads,
