@@ -198,6 +198,44 @@ def recall_by_group(pred_boxes: Sequence, pred_scores: Sequence, gt_boxes: Seque
     return {label: {'hands': total, 'recall': found / total} for label, (total, found) in counts.items()}
 
 
+MISS_REASONS = ('found', 'scored below the threshold', 'box off', 'not found')
+
+
+def miss_reasons(pred_boxes: Sequence, pred_scores: Sequence, gt_boxes: Sequence,
+                 iou_threshold: float = 0.5, score_threshold: float = 0.0,
+                 near_iou: float = 0.1) -> dict:
+    """Why ground-truth boxes are missed at score_threshold (arguments as detection_pr).
+
+    Each ground-truth box counts once under MISS_REASONS: 'found' (matched by a detection at or
+    above score_threshold), 'scored below the threshold' (a lower-scored detection overlaps it at
+    iou_threshold: a ranking problem), 'box off' (a detection overlaps it by at least near_iou
+    but not enough, or the one that does was taken by another hand: a box-regression problem),
+    'not found' (no detection near it). Which of a detector's parts to improve, in counts.
+    """
+    if not len(pred_boxes) == len(pred_scores) == len(gt_boxes):
+        raise ValueError(f'need one entry per image in pred_boxes, pred_scores and gt_boxes, got '
+                         f'{len(pred_boxes)}, {len(pred_scores)} and {len(gt_boxes)}')
+    counts = dict.fromkeys(MISS_REASONS, 0)
+    for boxes, scores, truth in zip(pred_boxes, pred_scores, gt_boxes):
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        truth = np.asarray(truth, dtype=np.float64).reshape(-1, 4)
+        kept = scores >= score_threshold
+        matched = match_detections(boxes[kept], scores[kept], truth, iou_threshold)
+        ious = box_iou_matrix(boxes, truth)
+        for index in range(len(truth)):
+            if index in matched:
+                reason = 'found'
+            elif np.any(ious[~kept, index] >= iou_threshold):
+                reason = 'scored below the threshold'
+            elif np.any(ious[:, index] >= near_iou):
+                reason = 'box off'
+            else:
+                reason = 'not found'
+            counts[reason] += 1
+    return counts
+
+
 def average_precision(pred_boxes: Sequence, pred_scores: Sequence, gt_boxes: Sequence,
                       iou_threshold: float = 0.5) -> float:
     """VOC all-point average precision over a list of images (arguments as detection_pr).

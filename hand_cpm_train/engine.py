@@ -182,6 +182,7 @@ SWEEP_THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6)
 SIZE_CLASSES = ((0.1, 'small (< 10% of frame height)'), (0.3, 'medium (10-30%)'),
                 (float('inf'), 'large (>= 30%)'))
 OVERLAP_CLASSES = ('overlapping another hand', 'apart from other hands')
+BOX_IOUS = (0.3, 0.5, 0.7)   # matching IoUs of the localiser's recall_by_iou
 
 
 def size_class(box: np.ndarray, frame_height: int) -> str:
@@ -210,7 +211,9 @@ def evaluate_localizer(predict: Callable[[np.ndarray], np.ndarray], records: Seq
     `score_threshold`), score_threshold, iou, and sweep: precision and recall at each of
     SWEEP_THRESHOLDS, to choose an operating point on validation frames; recall_by_size and
     recall_by_overlap: recall at `score_threshold` per SIZE_CLASSES / OVERLAP_CLASSES label
-    ({'hands', 'recall'}), to see which hands are missed.
+    ({'hands', 'recall'}), to see which hands are missed; misses: metrics.miss_reasons counts
+    at `score_threshold`, to see why; recall_by_iou: recall at `score_threshold` when boxes are
+    matched at each of BOX_IOUS, to see how tight the boxes are.
     """
     if not records:
         raise ValueError('evaluate_localizer got no frames')
@@ -241,6 +244,9 @@ def evaluate_localizer(predict: Callable[[np.ndarray], np.ndarray], records: Seq
                          **dict(zip(('precision', 'recall'),
                                     metrics.detection_pr(boxes, scores, truth, iou_threshold, threshold)))}
                         for threshold in SWEEP_THRESHOLDS]}
+    result['misses'] = metrics.miss_reasons(boxes, scores, truth, iou_threshold, score_threshold)
+    result['recall_by_iou'] = {f'{iou:.1f}': metrics.detection_pr(boxes, scores, truth, iou, score_threshold)[1]
+                               for iou in BOX_IOUS}
     for key, labels, groups in (('recall_by_size', [label for _, label in SIZE_CLASSES], sizes),
                                 ('recall_by_overlap', OVERLAP_CLASSES, overlaps)):
         by_label = metrics.recall_by_group(boxes, scores, truth, groups, iou_threshold, score_threshold)

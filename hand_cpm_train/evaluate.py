@@ -13,8 +13,10 @@ ONNX metadata) is evaluated on whole frames (hand-cpm-synth --scene frame) the w
 runs it: letterbox, network, decode into source pixels. Reported: precision and recall of the
 boxes at IoU 0.5 at the deployed --score-threshold, AP (VOC all-point) and how many hand-free
 frames got a false box, and recall by hand size and for hands overlapping another hand (where the
-misses are); --json ends with {"task": "localizer", "n", "hands", "precision", "recall", "ap",
-"recall_by_size", "recall_by_overlap", ...}. --frame-size WxH runs a localiser checkpoint on
+misses are), why hands are missed (scored below the threshold, box off, not found) and recall
+when boxes are matched at IoU 0.3 / 0.5 / 0.7 (how tight the boxes are); --json ends with
+{"task": "localizer", "n", "hands", "precision", "recall", "ap", "recall_by_size",
+"recall_by_overlap", "misses", "recall_by_iou", ...}. --frame-size WxH runs a localiser checkpoint on
 frames letterboxed to another size than it was trained on: which input finds which hands.
 
 A checkpoint remembers its training data: evaluating on a training directory is refused, except
@@ -193,6 +195,12 @@ def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
     for group in (result['recall_by_size'], result['recall_by_overlap']):
         for label, values in group.items():
             print(f'| {label} | {values["hands"]} | {values["recall"]:.4f} |')
+    print(f'\n| ground-truth hands at score threshold {args.score_threshold:.2f} | count |\n|---|---:|')
+    for reason, count in result['misses'].items():
+        print(f'| {reason} | {count} |')
+    print('\n| boxes matched at IoU | recall |\n|---:|---:|')
+    for iou, recall in result['recall_by_iou'].items():
+        print(f'| {iou} | {recall:.4f} |')
     if args.json:
         print(json.dumps(result))
     return 0

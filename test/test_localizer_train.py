@@ -99,6 +99,10 @@ def test_export_matches_torch_and_eval_reports_box_metrics(run, tmp_path, capsys
             assert sum(row['hands'] for row in group.values()) == result['hands']
             found = sum(row['hands'] * row['recall'] for row in group.values())
             assert found == pytest.approx(result['recall'] * result['hands'])
+        assert sum(result['misses'].values()) == result['hands']
+        assert result['misses']['found'] == round(result['recall'] * result['hands'])
+        assert result['recall_by_iou']['0.5'] == result['recall']
+        assert result['recall_by_iou']['0.3'] >= result['recall'] >= result['recall_by_iou']['0.7']
     assert evaluate.main(['--model', str(out / 'best.pt'), '--data', str(train_dir)]) == 2
     assert 'used for training' in capsys.readouterr().err
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hand_cpm_ros.metrics import (auc, average_precision, detection_pr, epe, hand_box_size, keypoint_errors,
-                                  match_detections, pck, pck_curve, recall_by_group, summary)
+                                  match_detections, miss_reasons, pck, pck_curve, recall_by_group, summary)
 
 GT = np.zeros((1, 3, 2))
 PRED = np.array([[[0.0, 0.0], [3.0, 4.0], [1.0, 1.0]]])   # errors 0, 5, sqrt(2)
@@ -104,3 +104,23 @@ def test_recall_by_group_counts_each_labelled_truth_box():
         'hands': 3, 'recall': 0.0}
     with pytest.raises(ValueError, match='1 group labels for 2 ground-truth boxes'):
         recall_by_group(PRED_BOXES, PRED_SCORES, GT_BOXES, [['large']])
+
+
+def test_miss_reasons_say_why_each_truth_box_is_missed():
+    truth = [np.array([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50], [80, 80, 90, 90]])]
+    boxes = [np.array([[0, 0, 10, 10],       # found at 0.9
+                       [20, 20, 30, 31],     # the right box, scored 0.3: below the threshold
+                       [40, 40, 46, 46]])]   # IoU 0.36 with the third hand: box off
+    scores = [np.array([0.9, 0.3, 0.8])]
+    assert miss_reasons(boxes, scores, truth, score_threshold=0.5) == {
+        'found': 1, 'scored below the threshold': 1, 'box off': 1, 'not found': 1}
+    # at threshold 0.2 the second hand is found; at IoU 0.3 the third one is too
+    assert miss_reasons(boxes, scores, truth, score_threshold=0.2)['found'] == 2
+    assert miss_reasons(boxes, scores, truth, iou_threshold=0.3, score_threshold=0.2)['found'] == 3
+    # one box over two hands: the hand it is not matched to counts as box off, not as found
+    two_hands = [np.array([[0, 0, 10, 10], [0, 0, 10, 11]])]
+    assert miss_reasons([np.array([[0, 0, 10, 10]])], [np.array([0.9])], two_hands) == {
+        'found': 1, 'scored below the threshold': 0, 'box off': 1, 'not found': 0}
+    assert miss_reasons([np.zeros((0, 4))], [np.zeros(0)], truth)['not found'] == 4
+    with pytest.raises(ValueError, match='one entry per image'):
+        miss_reasons(boxes, scores, truth + truth)
