@@ -5,7 +5,8 @@ input size and predicts, on a grid of stride `stride`, CenterNet-style maps:
 
   channel 0     hand-centre logit (sigmoid: probability that a hand's centre is in this cell)
   channels 1-2  log of the box width and height, in grid cells
-  channels 3-4  the centre's sub-cell offset (x, y) from the cell centre, in cells
+  channels 3-4  the hand centre's offset (x, y) from this cell's centre, in cells (sub-cell at the
+                centre cell; further from the cells around it, see regression_min_heat)
   channel 5     handedness logit (sigmoid: probability that the hand is a LEFT hand)
 
 `LocalizerCodec` both makes the training targets from boxes and decodes predictions back into
@@ -112,11 +113,18 @@ class LocalizerCodec:
     stride: int = 4
     min_sigma: float = 0.8          # cells: the smallest centre Gaussian, for tiny hands
     sigma_fraction: float = 1 / 6   # Gaussian sigma per axis = box extent in cells * this
+    # Cells where a hand's centre Gaussian is at least this learn its box (size and offset),
+    # weighted by the Gaussian. 1: the centre cell only (CenterNet). Lower (TTFNet): its
+    # neighbours too, so a peak that lands a cell off still reads a trained box, and each hand
+    # gives the regression several samples instead of one.
+    regression_min_heat: float = 1.0
 
     def __post_init__(self):
         if self.stride < 1 or self.input_width % self.stride or self.input_height % self.stride:
             raise ValueError(f'input size {self.input_width}x{self.input_height} must be a multiple '
                              f'of the stride {self.stride}')
+        if not 0.0 < self.regression_min_heat <= 1.0:
+            raise ValueError(f'regression_min_heat must be in (0, 1], got {self.regression_min_heat}')
 
     def grid_size(self) -> tuple[int, int]:
         """(width, height) of the output grid."""
@@ -132,15 +140,20 @@ class LocalizerCodec:
         """Training targets for boxes (M, 4) in input pixels; is_left per box: 1, 0 or None.
 
         Returns float32 arrays: 'heat' (1, h, w) Gaussian peaks of height 1 at each centre cell;
-        'size' (2, h, w) and 'offset' (2, h, w) regression targets at those cells; 'reg_mask'
-        (h, w) 1 where size/offset are supervised; 'side' (1, h, w) and 'side_mask' (h, w) for
-        handedness. Boxes whose centre lies outside the input are skipped.
+        'reg_mask' (h, w) 1 at the centre cells; 'size' (2, h, w) and 'offset' (2, h, w) (the
+        centre's offset from the cell) regression targets where 'reg_weight' (h, w) > 0: the
+        cells where a hand's Gaussian reaches regression_min_heat, weighted by it and summing to
+        1 per hand, so that small and large hands count alike (a cell near two hands learns the
+        one whose Gaussian is higher there); 'side' (1, h, w) and 'side_mask' (h, w) for
+        handedness at the centre cells. Boxes whose centre lies outside the input are
+        skipped.
         """
         grid_w, grid_h = self.grid_size()
         targets = {'heat': np.zeros((1, grid_h, grid_w), np.float32),
                    'size': np.zeros((2, grid_h, grid_w), np.float32),
                    'offset': np.zeros((2, grid_h, grid_w), np.float32),
                    'reg_mask': np.zeros((grid_h, grid_w), np.float32),
+                   'reg_weight': np.zeros((grid_h, grid_w), np.float32),
                    'side': np.zeros((1, grid_h, grid_w), np.float32),
                    'side_mask': np.zeros((grid_h, grid_w), np.float32)}
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -148,6 +161,7 @@ class LocalizerCodec:
         if len(sides) != len(boxes):
             raise ValueError(f'is_left has {len(sides)} entries for {len(boxes)} boxes')
         xs, ys = np.arange(grid_w), np.arange(grid_h)
+        owner_heat = np.zeros((grid_h, grid_w))  # the Gaussian of the hand a cell regresses
         for (x0, y0, x1, y1), side in zip(boxes, sides):
             if not (np.all(np.isfinite((x0, y0, x1, y1))) and x1 > x0 and y1 > y0):
                 raise ValueError(f'box must be finite with x1 > x0 and y1 > y0, got {(x0, y0, x1, y1)}')
@@ -160,8 +174,12 @@ class LocalizerCodec:
             gaussian = np.exp(-((ys[:, None] - cell[1]) ** 2) / (2 * sigma[1] ** 2)
                               - ((xs[None, :] - cell[0]) ** 2) / (2 * sigma[0] ** 2))
             np.maximum(targets['heat'][0], gaussian.astype(np.float32), out=targets['heat'][0])
-            targets['size'][:, cell[1], cell[0]] = np.log(extent)
-            targets['offset'][:, cell[1], cell[0]] = centre - cell
+            rows, cols = np.nonzero((gaussian >= self.regression_min_heat) & (gaussian >= owner_heat))
+            owner_heat[rows, cols] = gaussian[rows, cols]
+            targets['size'][:, rows, cols] = np.log(extent)[:, None]
+            targets['offset'][0, rows, cols] = centre[0] - cols
+            targets['offset'][1, rows, cols] = centre[1] - rows
+            targets['reg_weight'][rows, cols] = gaussian[rows, cols] / gaussian[rows, cols].sum()
             targets['reg_mask'][cell[1], cell[0]] = 1.0
             if side is not None:
                 targets['side'][0, cell[1], cell[0]] = float(side)

@@ -10,9 +10,10 @@ import torch
 from test_data import write_frame_dataset
 
 from hand_cpm_ros.backends import create_backend
-from hand_cpm_ros.localizer import DEFAULT_SCORE_THRESHOLD
+from hand_cpm_ros.localizer import DEFAULT_SCORE_THRESHOLD, LocalizerCodec
 from hand_cpm_train import engine, evaluate, export, train
 from hand_cpm_train.checkpoint import load_checkpoint, load_model
+from hand_cpm_train.localizer_model import localizer_loss
 
 
 @pytest.fixture(scope='module')
@@ -23,7 +24,7 @@ def run(tmp_path_factory):
     arguments = ['--task', 'localizer', '--frame-size', '128x96', '--data', str(train_dir),
                  '--val-data', str(val_dir), '--out', str(out), '--batch-size', '2',
                  '--workers', '0', '--lr', '3e-3', '--warmup-steps', '1', '--no-augment',
-                 '--log-every', '1', '--val-every', '3', '--no-progress']
+                 '--log-every', '1', '--val-every', '3', '--no-progress', '--regression-min-heat', '0.5']
     assert train.main([*arguments, '--epochs', '5']) == 0
     return train_dir, val_dir, out
 
@@ -50,7 +51,7 @@ def test_training_logs_falling_losses_and_checkpoints_the_localizer(run):
     model, config, codec = load_model(out / 'last.pt')
     assert (config.name, config.input_width, config.input_height) == ('loc-lite', 128, 96)
     assert codec == {'input_width': 128, 'input_height': 96, 'stride': 4, 'min_sigma': 0.8,
-                     'sigma_fraction': 1 / 6}
+                     'sigma_fraction': 1 / 6, 'regression_min_heat': 0.5}
     resolved = json.loads((out / 'config.json').read_text())
     assert resolved['data']['train_frames'] == 2 and resolved['train']['variant'] == 'loc-lite'
 
@@ -64,6 +65,10 @@ def test_resume_continues_and_a_keypoint_variant_is_refused(run, tmp_path):
                        '--out', str(tmp_path / 'x')]) == 2
     assert train.main(['--task', 'localizer', '--frame-size', '100x90', '--data', str(run[0]),
                        '--out', str(tmp_path / 'y'), '--workers', '0']) == 2
+    for bad in (['--task', 'localizer', '--regression-min-heat', '0'],
+                ['--task', 'localizer', '--regression-min-heat', '1.5'],
+                ['--task', 'keypoints', '--regression-min-heat', '0.3']):
+        assert train.main([*bad, '--data', str(run[0]), '--out', str(tmp_path / 'z')]) == 2
 
 
 def test_export_matches_torch_and_eval_reports_box_metrics(run, tmp_path, capsys):
@@ -156,3 +161,22 @@ def test_eval_and_export_run_a_localizer_on_another_frame_size(run, tmp_path, ca
                         '--frame-size', '100x90']) == 2
     assert 'multiples of 32' in capsys.readouterr().err
     assert not (tmp_path / 'x.onnx').exists()
+
+
+@pytest.mark.parametrize('min_heat', [1.0, 0.3])
+def test_box_losses_are_a_weighted_mean_per_hand(min_heat):
+    codec = LocalizerCodec(input_width=64, input_height=64, stride=4, regression_min_heat=min_heat)
+    encoded = codec.encode(np.array([[8.0, 8.0, 40.0, 40.0], [44.0, 30.0, 60.0, 62.0]]))
+    targets = {key: torch.from_numpy(value)[None] for key, value in encoded.items()}
+    outputs = torch.zeros((1, 6, 16, 16))
+    outputs[0, 1:3], outputs[0, 3:5] = targets['size'][0], targets['offset'][0]
+    exact = localizer_loss(outputs, targets)
+    assert exact['size'].item() == 0.0 and exact['offset'].item() == 0.0
+    # sizes right only at the two centre cells: no loss when only centres learn the box, the
+    # weighted share of the other cells when their neighbours learn it too
+    centres = targets['reg_mask'][0] > 0
+    outputs[0, 1:3] = torch.where(centres, targets['size'][0], targets['size'][0] + 0.5)
+    weight = targets['reg_weight'][0]
+    expected = 2 * 0.5 * weight[~centres].sum() / 2   # two maps, two hands
+    assert localizer_loss(outputs, targets)['size'].item() == pytest.approx(float(expected), rel=1e-5)
+    assert (expected == 0) == (min_heat == 1.0)
