@@ -6,7 +6,8 @@ input size and predicts, on a grid of stride `stride`, CenterNet-style maps:
   channel 0     hand-centre logit (sigmoid: probability that a hand's centre is in this cell)
   channels 1-2  log of the box width and height, in grid cells
   channels 3-4  the hand centre's offset (x, y) from this cell's centre, in cells (sub-cell at the
-                centre cell; further from the cells around it, see regression_min_heat)
+                centre cell; up to about a cell and a half from the cells around it, see
+                regression_radius)
   channel 5     handedness logit (sigmoid: probability that the hand is a LEFT hand)
 
 `LocalizerCodec` both makes the training targets from boxes and decodes predictions back into
@@ -113,18 +114,18 @@ class LocalizerCodec:
     stride: int = 4
     min_sigma: float = 0.8          # cells: the smallest centre Gaussian, for tiny hands
     sigma_fraction: float = 1 / 6   # Gaussian sigma per axis = box extent in cells * this
-    # Cells where a hand's centre Gaussian is at least this learn its box (size and offset),
-    # weighted by the Gaussian. 1: the centre cell only (CenterNet). Lower (TTFNet): its
-    # neighbours too, so a peak that lands a cell off still reads a trained box, and each hand
-    # gives the regression several samples instead of one.
-    regression_min_heat: float = 1.0
+    # Cells up to this many cells from a hand's centre cell (3x3 at 1) learn its box (size and
+    # offset), weighted by the centre Gaussian. 0: the centre cell only (CenterNet). 1: so that a
+    # peak that lands a cell off still reads a trained box, and each hand gives the regression
+    # up to nine samples instead of one (TTFNet's idea, kept to offsets of a cell or so).
+    regression_radius: int = 0
 
     def __post_init__(self):
         if self.stride < 1 or self.input_width % self.stride or self.input_height % self.stride:
             raise ValueError(f'input size {self.input_width}x{self.input_height} must be a multiple '
                              f'of the stride {self.stride}')
-        if not 0.0 < self.regression_min_heat <= 1.0:
-            raise ValueError(f'regression_min_heat must be in (0, 1], got {self.regression_min_heat}')
+        if self.regression_radius not in (0, 1, 2):
+            raise ValueError(f'regression_radius must be 0, 1 or 2 cells, got {self.regression_radius}')
 
     def grid_size(self) -> tuple[int, int]:
         """(width, height) of the output grid."""
@@ -142,10 +143,10 @@ class LocalizerCodec:
         Returns float32 arrays: 'heat' (1, h, w) Gaussian peaks of height 1 at each centre cell;
         'reg_mask' (h, w) 1 at the centre cells; 'size' (2, h, w) and 'offset' (2, h, w) (the
         centre's offset from the cell) regression targets where 'reg_weight' (h, w) > 0: the
-        cells where a hand's Gaussian reaches regression_min_heat, weighted by it and summing to
-        1 per hand, so that small and large hands count alike (a cell near two hands learns the
-        one whose Gaussian is higher there); 'side' (1, h, w) and 'side_mask' (h, w) for
-        handedness at the centre cells. Boxes whose centre lies outside the input are
+        cells up to regression_radius from a hand's centre cell, weighted by its Gaussian and
+        summing to 1 per hand, so that small and large hands count alike (a cell near two hands
+        learns the one whose Gaussian is higher there); 'side' (1, h, w) and 'side_mask' (h, w)
+        for handedness at the centre cells. Boxes whose centre lies outside the input are
         skipped.
         """
         grid_w, grid_h = self.grid_size()
@@ -174,7 +175,9 @@ class LocalizerCodec:
             gaussian = np.exp(-((ys[:, None] - cell[1]) ** 2) / (2 * sigma[1] ** 2)
                               - ((xs[None, :] - cell[0]) ** 2) / (2 * sigma[0] ** 2))
             np.maximum(targets['heat'][0], gaussian.astype(np.float32), out=targets['heat'][0])
-            rows, cols = np.nonzero((gaussian >= self.regression_min_heat) & (gaussian >= owner_heat))
+            near = ((np.abs(ys - cell[1]) <= self.regression_radius)[:, None]
+                    & (np.abs(xs - cell[0]) <= self.regression_radius)[None, :])
+            rows, cols = np.nonzero(near & (gaussian >= owner_heat))
             owner_heat[rows, cols] = gaussian[rows, cols]
             targets['size'][:, rows, cols] = np.log(extent)[:, None]
             targets['offset'][0, rows, cols] = centre[0] - cols

@@ -100,11 +100,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--foreground-weight', type=float, default=0.0,
                         help='keypoints: weight each keypoint-map cell by 1 + this x target '
                              '(0: plain L2 as OpenPose; see hand_cpm_train.losses)')
-    parser.add_argument('--regression-min-heat', type=float, default=1.0,
-                        help='localizer: cells whose centre-Gaussian target reaches this learn '
-                             "the hand's box, weighted by it; 1: the centre cell only (CenterNet), "
-                             'e.g. 0.3: its neighbours too (TTFNet), so a peak a cell off still '
-                             'reads a trained box')
+    parser.add_argument('--regression-radius', type=int, default=0, choices=(0, 1, 2),
+                        help="localizer: cells up to this far from a hand's centre cell learn its "
+                             'box, weighted by the centre Gaussian; 0: the centre cell only '
+                             '(CenterNet), 1: the 3x3 around it, so a peak a cell off still reads '
+                             'a trained box')
     parser.add_argument('--augment', type=json.loads, default={},
                         help='JSON object of AugmentConfig overrides, e.g. \'{"rotation_deg": 90}\'')
     parser.add_argument('--no-augment', action='store_true', help='train on plain crops')
@@ -195,10 +195,8 @@ def _validate(config: dict) -> None:
         raise UsageError('--lr and --sigma must be > 0')
     if not config.setdefault('foreground_weight', 0.0) >= 0:
         raise UsageError(f'--foreground-weight must be >= 0, got {config["foreground_weight"]}')
-    if not 0.0 < config.setdefault('regression_min_heat', 1.0) <= 1.0:
-        raise UsageError(f'--regression-min-heat must be in (0, 1], got {config["regression_min_heat"]}')
-    if task == 'keypoints' and config['regression_min_heat'] != 1.0:
-        raise UsageError('--regression-min-heat is for --task localizer')
+    if task == 'keypoints' and config.setdefault('regression_radius', 0):
+        raise UsageError('--regression-radius is for --task localizer')
     if not isinstance(config['augment'], dict):
         raise UsageError('--augment must be a JSON object / mapping of AugmentConfig fields')
 
@@ -427,7 +425,7 @@ def localizer_setup(config: dict) -> TaskSetup:
     if config['frame_size']:
         overrides['input_width'], overrides['input_height'] = parse_frame_size(config['frame_size'])
     model_config = get_localizer_config(config['variant'], **overrides)
-    codec = replace(model_config.codec(), regression_min_heat=config['regression_min_heat'])
+    codec = replace(model_config.codec(), regression_radius=config['regression_radius'])
     augment = None if config['no_augment'] else AugmentConfig.from_dict(config['augment'])
     train_records, val_records, split = load_split(config, load_frame_records, split_frames)
     info = data.model_info_for(model_config, codec)

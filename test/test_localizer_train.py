@@ -24,7 +24,7 @@ def run(tmp_path_factory):
     arguments = ['--task', 'localizer', '--frame-size', '128x96', '--data', str(train_dir),
                  '--val-data', str(val_dir), '--out', str(out), '--batch-size', '2',
                  '--workers', '0', '--lr', '3e-3', '--warmup-steps', '1', '--no-augment',
-                 '--log-every', '1', '--val-every', '3', '--no-progress', '--regression-min-heat', '0.5']
+                 '--log-every', '1', '--val-every', '3', '--no-progress', '--regression-radius', '1']
     assert train.main([*arguments, '--epochs', '5']) == 0
     return train_dir, val_dir, out
 
@@ -51,7 +51,7 @@ def test_training_logs_falling_losses_and_checkpoints_the_localizer(run):
     model, config, codec = load_model(out / 'last.pt')
     assert (config.name, config.input_width, config.input_height) == ('loc-lite', 128, 96)
     assert codec == {'input_width': 128, 'input_height': 96, 'stride': 4, 'min_sigma': 0.8,
-                     'sigma_fraction': 1 / 6, 'regression_min_heat': 0.5}
+                     'sigma_fraction': 1 / 6, 'regression_radius': 1}
     resolved = json.loads((out / 'config.json').read_text())
     assert resolved['data']['train_frames'] == 2 and resolved['train']['variant'] == 'loc-lite'
 
@@ -65,10 +65,12 @@ def test_resume_continues_and_a_keypoint_variant_is_refused(run, tmp_path):
                        '--out', str(tmp_path / 'x')]) == 2
     assert train.main(['--task', 'localizer', '--frame-size', '100x90', '--data', str(run[0]),
                        '--out', str(tmp_path / 'y'), '--workers', '0']) == 2
-    for bad in (['--task', 'localizer', '--regression-min-heat', '0'],
-                ['--task', 'localizer', '--regression-min-heat', '1.5'],
-                ['--task', 'keypoints', '--regression-min-heat', '0.3']):
-        assert train.main([*bad, '--data', str(run[0]), '--out', str(tmp_path / 'z')]) == 2
+    assert train.main(['--task', 'keypoints', '--regression-radius', '1', '--data', str(run[0]),
+                       '--out', str(tmp_path / 'z')]) == 2
+    with pytest.raises(SystemExit) as refused:
+        train.main(['--task', 'localizer', '--regression-radius', '3', '--data', str(run[0]),
+                    '--out', str(tmp_path / 'z')])
+    assert refused.value.code == 2
 
 
 def test_export_matches_torch_and_eval_reports_box_metrics(run, tmp_path, capsys):
@@ -163,9 +165,9 @@ def test_eval_and_export_run_a_localizer_on_another_frame_size(run, tmp_path, ca
     assert not (tmp_path / 'x.onnx').exists()
 
 
-@pytest.mark.parametrize('min_heat', [1.0, 0.3])
-def test_box_losses_are_a_weighted_mean_per_hand(min_heat):
-    codec = LocalizerCodec(input_width=64, input_height=64, stride=4, regression_min_heat=min_heat)
+@pytest.mark.parametrize('radius', [0, 1])
+def test_box_losses_are_a_weighted_mean_per_hand(radius):
+    codec = LocalizerCodec(input_width=64, input_height=64, stride=4, regression_radius=radius)
     encoded = codec.encode(np.array([[8.0, 8.0, 40.0, 40.0], [44.0, 30.0, 60.0, 62.0]]))
     targets = {key: torch.from_numpy(value)[None] for key, value in encoded.items()}
     outputs = torch.zeros((1, 6, 16, 16))
@@ -179,4 +181,4 @@ def test_box_losses_are_a_weighted_mean_per_hand(min_heat):
     weight = targets['reg_weight'][0]
     expected = 2 * 0.5 * weight[~centres].sum() / 2   # two maps, two hands
     assert localizer_loss(outputs, targets)['size'].item() == pytest.approx(float(expected), rel=1e-5)
-    assert (expected == 0) == (min_heat == 1.0)
+    assert (expected == 0) == (radius == 0)
