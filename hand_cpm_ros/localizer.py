@@ -145,7 +145,8 @@ class LocalizerCodec:
         centre's offset from the cell) regression targets where 'reg_weight' (h, w) > 0: the
         cells up to regression_radius from a hand's centre cell, weighted by its Gaussian and
         summing to 1 per hand, so that small and large hands count alike (a cell near two hands
-        learns the one whose Gaussian is higher there); 'side' (1, h, w) and 'side_mask' (h, w)
+        learns the one whose Gaussian is higher there, and the other hand's weights then sum to
+        less); 'side' (1, h, w) and 'side_mask' (h, w)
         for handedness at the centre cells. Boxes whose centre lies outside the input are
         skipped.
         """

@@ -6,8 +6,9 @@ stride 32 so that a hand filling 80% of the frame is inside one receptive field;
 pathway (1x1 laterals + nearest upsampling, as in FPN) brings that context back to stride 4, where
 a hand only 5% of a 480-pixel-high frame tall (24 px, 12-13 px at the 320x256 input) still spans
 three cells. The head predicts per cell a hand-centre logit, the log box size, the offset of
-the hand's centre from the cell and a handedness logit (hand_cpm_ros.localizer describes the maps and decodes
-them). No anchors, no NMS inside the graph: decoding is a 3x3 max filter and a top-k in numpy.
+the hand's centre from the cell and a handedness logit (hand_cpm_ros.localizer describes the
+maps and decodes them). No anchors, no NMS inside the graph: decoding is a 3x3 max filter and a
+top-k in numpy.
 
 Input: the frame letterboxed to 320x256 (a 640x480 camera image at half resolution, padded by 8
 rows top and bottom), normalised BGR like the CPM light variants.
@@ -147,9 +148,9 @@ def build_localizer(config: LocalizerConfig) -> HandLocalizerNet:
 
 def localizer_loss(outputs: torch.Tensor, targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Named losses of a batch: 'heat' (CenterNet's penalty-reduced focal loss over all cells,
-    per hand), 'size' and 'offset' (L1 weighted by the codec's reg_weight, which sums to 1 per
-    hand; per hand), 'side' (binary cross-entropy of the handedness
-    at centres whose side is known), and 'total' = heat + size + offset + 0.5 * side.
+    per hand), 'size' and 'offset' (L1 weighted by the codec's reg_weight, per hand), 'side'
+    (binary cross-entropy of the handedness at centres whose side is known), and 'total' =
+    heat + size + offset + 0.5 * side.
 
     `targets` holds batched tensors of LocalizerCodec.encode's arrays.
     """

@@ -140,7 +140,8 @@ def test_a_cell_between_two_hands_learns_the_nearer_one():
     assert np.flatnonzero(targets['reg_weight'][30]).tolist() == list(range(28, 36))
     centres_x = (np.arange(28, 36) + targets['offset'][0, 30, 28:36] + 0.5) * codec.stride - 0.5
     np.testing.assert_allclose(centres_x, [120.0] * 4 + [132.0] * 4, atol=1e-4)
-    # each hand's weights still sum to 1 over the cells it kept: here its 5x5 less 2 columns
+    # the first hand's weights were normalised over its whole 5x5; the second took two of its
+    # columns, so together they sum to less than one per hand
     assert targets['reg_weight'].sum() < 2.0
 
 
