@@ -146,9 +146,8 @@ class LocalizerCodec:
         cells up to regression_radius from a hand's centre cell, weighted by its Gaussian and
         summing to 1 per hand, so that small and large hands count alike (a cell near two hands
         learns the one whose Gaussian is higher there, and the other hand's weights then sum to
-        less); 'side' (1, h, w) and 'side_mask' (h, w)
-        for handedness at the centre cells. Boxes whose centre lies outside the input are
-        skipped.
+        less); 'side' (1, h, w) and 'side_mask' (h, w) for handedness at the centre cells. Boxes
+        whose centre lies outside the input are skipped.
         """
         grid_w, grid_h = self.grid_size()
         targets = {'heat': np.zeros((1, grid_h, grid_w), np.float32),
