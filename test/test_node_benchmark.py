@@ -162,7 +162,10 @@ def test_bad_arguments_are_one_line_and_exit_code_2(capsys, tmp_path):
     for argv, message in ((['--hands', '3'], "invalid choice: 3"),
                           (['--soak-minutes', '-1'], '--soak-minutes must be in [0, 1440]'),
                           (['--seconds', 'nan'], '--seconds must be a positive number'),
-                          (['--fps', '0'], '--fps must be in (0, 1000]')):
+                          (['--fps', '0'], '--fps must be in (0, 1000]'),
+                          (['--param', 'localizer_interval=3'],
+                           "'localizer_interval=3' is not NAME:=VALUE"),
+                          (['--param', 'max_hands:='], "'max_hands:=' is not NAME:=VALUE")):
         with pytest.raises(SystemExit) as exit_info:
             bench.main(argv)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
@@ -208,7 +211,7 @@ def real_run(tmp_path_factory, isolated_ros_environment):
     out = root / 'logs'
     argv = ['--hands', '1', '--seconds', str(SECONDS), '--fps', str(FPS), '--soak-minutes',
             str(SOAK_MINUTES), '--model', str(model), '--localizer', str(localizer),
-            '--out', str(out), '--json', str(result)]
+            '--param', 'localizer_interval:=2', '--out', str(out), '--json', str(result)]
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         code = bench.main(argv)
@@ -220,6 +223,7 @@ def test_a_real_run_counts_frames_latency_and_memory(real_run):
     assert report['machine']['name'] == platform.node()
     assert report['machine']['cores'] == os.cpu_count()
     assert report['fps_requested'] == FPS and report['soak_minutes'] == SOAK_MINUTES
+    assert report['node_parameters'] == ['localizer_interval:=2']
     timed, soak = report['runs']
     assert [timed['run'], soak['run']] == ['1 hand', 'soak 0.05 min, 1 hand']
     assert timed['frames_published'] == SECONDS * FPS
@@ -250,3 +254,20 @@ def test_a_real_run_counts_frames_latency_and_memory(real_run):
     assert report['all_targets_met'] == all(check['pass'] is not False for check in checks)
     assert code == (0 if report['all_targets_met'] else 1)
     assert sorted(path.name for path in out.iterdir()) == ['hands1', 'soak']
+
+
+def test_a_parameter_the_node_refuses_stops_the_run_with_the_node_s_reason(
+        capsys, tmp_path, real_run):
+    # the fixtures are on sys.path since real_run
+    from fixed_boxes_localizer import build_fixed_boxes_localizer
+    from fixed_peaks_model import build_fixed_peaks_model
+
+    model = build_fixed_peaks_model(tmp_path / 'fixed_peaks_test.onnx')
+    localizer = build_fixed_boxes_localizer(tmp_path / 'fixed_boxes_localizer.onnx')
+    code, lines = run_error(capsys, '--hands', '1', '--seconds', '0.1', '--model', str(model),
+                            '--localizer', str(localizer), '--param', 'max_hands:=0',
+                            '--out', str(tmp_path / 'logs'))
+    assert code == 2
+    assert lines[-1].startswith(f'{bench.PROG}: error: hand_cpm_node exited with code 2: ')
+    assert 'cannot start' in lines[-1] and 'max_hands' in lines[-1]
+    assert str(tmp_path / 'logs' / 'hands1' / 'node.log') in lines[-1]
