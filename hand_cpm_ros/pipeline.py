@@ -92,8 +92,9 @@ class PipelineSettings:
     tracking: bool = True
     track_half_life: float = DEFAULT_HALF_LIFE_S  # s; see hand_cpm_ros.tracking
     # While tracking follows a hand, the localiser runs on every localizer_interval-th frame only
-    # (new hands then appear up to interval - 1 frames late); with no track, on every frame.
-    localizer_interval: int = 1
+    # (new hands then appear up to interval - 1 frames late); with no track, on every frame. 3
+    # kept every hand and was faster end to end than 1 in each paired node benchmark (README).
+    localizer_interval: int = 3
     smoothing: bool = False
     min_cutoff: float = 1.0    # One Euro filter: Hz at rest
     beta: float = 0.0          # One Euro filter: cut-off increase per px/s of speed

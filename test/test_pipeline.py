@@ -106,7 +106,8 @@ def test_a_box_nested_in_a_larger_one_is_the_same_hand(backend):
 
 def test_track_shrunk_inside_a_larger_localiser_box_regrows_to_it(backend):
     localizer = FixedBoxesLocalizer([])
-    pipeline = HandPipeline(backend, localizer=localizer)
+    # the localiser on every frame (the default interval would skip the frame that regrows)
+    pipeline = HandPipeline(backend, localizer=localizer, localizer_interval=1)
     # a track on part of a hand (as after its keypoints collapsed onto a finger)
     (part,) = pipeline.process(grey(), rois=[(150.0, 150.0, 190.0, 190.0)], stamp=0.0).hands
     hand_box = (110.0, 120.0, 250.0, 260.0)
@@ -185,7 +186,8 @@ def test_hand_found_only_by_tracking_fades_with_the_half_life_and_ends(backend):
 
 def test_localiser_finding_a_tracked_hand_again_restores_its_evidence(backend):
     localizer = FixedBoxesLocalizer([Detection((100.0, 100.0, 200.0, 200.0), 0.8, None, 0.0)])
-    pipeline = HandPipeline(backend, localizer=localizer, track_half_life=0.5)
+    pipeline = HandPipeline(backend, localizer=localizer, track_half_life=0.5,
+                            localizer_interval=1)  # every frame: each one is a step of the story
     (found,) = pipeline.process(grey(), stamp=0.0).hands
     localizer.detections = []
     (tracked,) = pipeline.process(grey(), stamp=0.5).hands
