@@ -1,5 +1,6 @@
 """Static INT8 quantisation (hand-cpm-quantize): metadata carried over, the backends load the int8
-model, and its decoded keypoints stay close to the float model's; clear errors for bad input.
+model, and its decoded keypoints stay close to the float model's; a model that INT8 breaks fails
+the agreement check; clear errors for bad input.
 
 The model is a real cpm-lite-s (at 96 px) trained for a few seconds to overfit one drawn hand, so
 its belief maps have real peaks at known positions: a random-weight network's argmax is noise,
@@ -14,6 +15,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from onnx import helper, numpy_helper
 
 from hand_cpm_ros.backends import ModelInfo, create_backend, normalize_crops
 from hand_cpm_ros.backends.onnxruntime_backend import read_onnx_metadata
@@ -23,8 +25,8 @@ from hand_cpm_train.checkpoint import runtime_metadata
 from hand_cpm_train.export import export_onnx
 from hand_cpm_train.losses import cpm_loss
 from hand_cpm_train.models import build_model, get_config
-from hand_cpm_train.quantize import (QUANTIZATION_KEY, QuantizationSettings, default_out_path,
-                                     keypoint_deviation, main)
+from hand_cpm_train.quantize import (QUANTIZATION_KEY, QuantizationSettings, agreement_problem,
+                                     check_images, default_out_path, keypoint_deviation, main)
 
 sys.path.insert(0, str(Path(__file__).parent / 'fixtures'))
 from fixed_peaks_model import TEST_INPUT_SIZE, TEST_KEYPOINTS_CROP  # noqa: E402
@@ -176,6 +178,64 @@ def test_errors_exit_2_with_one_line(models, tmp_path, capsys):
         assert '\n' not in err, err
     assert int8_path.read_bytes() == before
     assert not any(tmp_path.glob('[abc].onnx'))
+
+
+def with_fragile_output(float_path: Path, out_path: Path) -> Path:
+    """The float model with its maps shifted up by 1000 and back: the same model in float32, but
+    INT8 quantises the shifted tensor with a step of about 4 and loses the maps (as it loses
+    activations of a model whose ranges are wide)."""
+    model = onnx.load(str(float_path))
+    graph = model.graph
+    name = graph.output[0].name
+    for node in graph.node:
+        node.output[:] = [f'{name}_raw' if output == name else output for output in node.output]
+    graph.initializer.extend([numpy_helper.from_array(np.array(value, np.float32), key)
+                              for key, value in (('shift_up', 1000.0), ('shift_down', -1000.0))])
+    graph.node.extend([helper.make_node('Add', [f'{name}_raw', 'shift_up'], [f'{name}_shifted']),
+                       helper.make_node('Add', [f'{name}_shifted', 'shift_down'], [name])])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out_path))
+    return out_path
+
+
+@pytest.mark.slow  # the overfitted model: about 15 s once per module
+def test_a_model_that_lost_its_keypoints_is_kept_but_fails_with_exit_code_1(models, tmp_path,
+                                                                            capsys):
+    float_path, _, calib_dir, info, image = models
+    fragile = with_fragile_output(float_path, tmp_path / 'fragile.onnx')
+    batch = normalize_crops(image[None], info)
+    np.testing.assert_allclose(create_backend('onnxruntime', model_path=str(fragile)).infer(batch),
+                               create_backend('onnxruntime', model_path=str(float_path)).infer(batch),
+                               atol=1e-3)
+    out = tmp_path / 'fragile.int8.onnx'
+    code = main(['--onnx', str(fragile), '--calib-dir', str(calib_dir), '--calib-count', '8',
+                 '--calib-batch', '4', '--threads', '1', '--out', str(out), '--no-progress'])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert 'int8 vs float keypoints on 8 images not calibrated on: median' in captured.out
+    assert captured.err.startswith(f'hand-cpm-quantize: {out} failed the check: the int8 '
+                                   'keypoints are a median ')
+    assert f'of the {SIZE} px input; the limit is 5%' in captured.err
+    assert out.is_file() and QUANTIZATION_KEY in read_onnx_metadata(out)
+
+
+def test_agreement_limit_is_five_percent_of_the_input_side():
+    assert agreement_problem(np.array([[1.0, 9.6, 50.0]]), 192) is None
+    problem = agreement_problem(np.array([[1.0, 9.7, 50.0]]), 192)
+    assert problem.startswith('the int8 keypoints are a median 9.7 px from the float model\'s '
+                              '(5.1% of the 192 px input')
+
+
+def test_check_images_are_those_after_the_calibration_ones_when_there_are_any(tmp_path):
+    for index in range(40):
+        cv2.imwrite(str(tmp_path / f'{index:03d}.png'), np.zeros((4, 4, 3), np.uint8))
+    names = lambda paths: [path.name for path in paths]  # noqa: E731
+    images, held_out = check_images(tmp_path, 30)
+    assert held_out and names(images) == [f'{index:03d}.png' for index in range(30, 40)]
+    images, held_out = check_images(tmp_path, 1)
+    assert held_out and names(images) == [f'{index:03d}.png' for index in range(1, 33)]
+    images, held_out = check_images(tmp_path, 200)
+    assert not held_out and names(images) == [f'{index:03d}.png' for index in range(32)]
 
 
 def test_settings_reject_unknown_types():
