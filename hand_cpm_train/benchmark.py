@@ -33,6 +33,7 @@ from hand_cpm_ros.backends import create_backend
 from hand_cpm_ros.codec import HeatmapCodec
 from hand_cpm_ros.localizer import HandLocalizer
 from hand_cpm_train.checkpoint import FORMAT_VERSION, save_checkpoint
+from hand_cpm_train.engine import MEMORY_FORMAT
 from hand_cpm_train.export import export_onnx
 from hand_cpm_train.localizer_model import (LOCALIZER_VARIANTS, LocalizerConfig, build_localizer,
                                             parse_frame_size)
@@ -84,11 +85,12 @@ def measure_peak_gflops(threads: int, size: int = 2048, runs: int = 5) -> float:
 
 
 def benchmark_training(config, batch: int, steps: int, time_limit: float) -> tuple[float, float]:
-    """(training images/s, eval crops/s) of torch on CPU with random inputs and targets."""
-    model = build_model(config).train()
+    """(training images/s, eval crops/s) of torch on CPU with random inputs and targets, in the
+    trainer's memory format."""
+    model = build_model(config).to(memory_format=MEMORY_FORMAT).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     size, out = config.input_size, config.output_size
-    x = torch.randn(batch, 3, size, size)
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=MEMORY_FORMAT)
     targets = torch.rand(batch, config.num_maps, out, out)
     weights = torch.ones(batch, config.num_maps)
 

@@ -354,7 +354,8 @@ def _belief_figure(model: nn.Module, dataset: data.HandCropDataset, count: int, 
     samples = [dataset[int(i)] for i in indices]
     model.eval()
     with torch.no_grad():
-        stages = model.forward_stages(torch.stack([s['image'] for s in samples]).to(device))
+        stages = model.forward_stages(
+            engine.to_model_input(torch.stack([s['image'] for s in samples]), device))
     crops = [dataset.crop(int(i))[0] for i in indices]
     maps = [[stage[row].float().cpu().numpy() for stage in stages] for row in range(len(samples))]
     plots.save_image(path, plots.belief_map_sheet(crops, maps))
@@ -471,7 +472,7 @@ def train(config: dict, state: dict | None) -> int:
     steps_per_epoch = math.ceil(len(sampler) / config['batch_size'])
     total_steps = min(config['max_steps'] or 10 ** 12, config['epochs'] * steps_per_epoch)
 
-    model = setup.build_model(model_config).to(device)
+    model = setup.build_model(model_config).to(device, memory_format=engine.MEMORY_FORMAT)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config['lr'],
                                   weight_decay=config['weight_decay'])
     scheduler = torch.optim.lr_scheduler.LambdaLR(
