@@ -165,15 +165,18 @@ def quantize_with_images(onnx_path: str | Path, out_path: str | Path, calib_dir:
                          batch_count=len(images) // calib_batch, progress=progress)
 
 
-def keypoint_deviation(float_path: str | Path, int8_path: str | Path, batch: np.ndarray,
-                       threads: int | None = None) -> np.ndarray:
+def keypoint_deviation(float_path: str | Path, int8_path: str | Path,
+                       batches: Iterable[np.ndarray], threads: int | None = None) -> np.ndarray:
     """Distance in input pixels, (N, 21), between the keypoints HeatmapCodec decodes from the
-    int8 model's maps and from the float model's, for one normalised batch (keypoint models)."""
-    maps = [OnnxRuntimeBackend(path, threads).infer(batch) for path in (float_path, int8_path)]
-    info = ModelInfo.from_metadata(read_onnx_metadata(float_path))
-    codec = HeatmapCodec.from_dict(info.codec)
-    keypoints = [codec.decode_batch(m)[0] for m in maps]
-    return np.linalg.norm(keypoints[1] - keypoints[0], axis=-1)
+    int8 model's maps and from the float model's, over normalised batches (keypoint models)."""
+    backends = [OnnxRuntimeBackend(path, threads) for path in (float_path, int8_path)]
+    codec = HeatmapCodec.from_dict(backends[0].info.codec)
+    distances = []
+    for batch in batches:
+        float_keypoints, int8_keypoints = (codec.decode_batch(backend.infer(batch))[0]
+                                           for backend in backends)
+        distances.append(np.linalg.norm(int8_keypoints - float_keypoints, axis=-1))
+    return np.concatenate(distances)
 
 
 def check_images(calib_dir: str | Path, calib_count: int) -> tuple[list[Path], bool]:
@@ -266,9 +269,9 @@ def main(argv: list[str] | None = None) -> int:
           f'{Path(args.onnx).stat().st_size / 1e6:.1f} -> {out.stat().st_size / 1e6:.1f} MB)')
     if info.task == 'keypoints':
         images, held_out = check_images(args.calib_dir, args.calib_count)
-        check = next(calibration_batches(images, info, len(images)))
-        deviation = keypoint_deviation(args.onnx, out, check, args.threads)
-        print(f'int8 vs float keypoints on {len(images)} '
+        batches = calibration_batches(images, info, min(args.calib_batch, len(images)))
+        deviation = keypoint_deviation(args.onnx, out, batches, args.threads)
+        print(f'int8 vs float keypoints on {len(deviation)} '
               f'{"images not calibrated on" if held_out else "calibration images"}: median '
               f'{np.median(deviation):.2f} px, mean {deviation.mean():.2f} px, max '
               f'{deviation.max():.2f} px (input pixels); measure accuracy on held-out data with '
