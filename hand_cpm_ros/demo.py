@@ -37,10 +37,12 @@ import argparse
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -247,8 +249,9 @@ def bag_frames(path: Path, topic: str | None, max_frames: int) -> list[Frame]:
 
 # ---------------------------------------------------------------------------------- the node
 def node_command(model: Path, localizer: Path | None, backend: str,
-                 regions_from_truth: bool) -> list[str]:
-    """hand_cpm_node from the same installation as this module, with the demo's parameters."""
+                 regions_from_truth: bool, parameters: Sequence[str] = ()) -> list[str]:
+    """hand_cpm_node from the same installation as this module, with the demo's parameters and
+    then the user's `parameters` (NAME:=VALUE, which win)."""
     command = [sys.executable, '-m', 'hand_cpm_ros.node', '--ros-args',
                '-r', f'__ns:={NAMESPACE}', '-r', f'/diagnostics:={NAMESPACE}/diagnostics',
                '-p', f'model_path:={model}', '-p', f'backend:={backend}',
@@ -260,6 +263,8 @@ def node_command(model: Path, localizer: Path | None, backend: str,
         # crops come from the truth boxes only (no tracking proposals): the keypoint network is
         # measured alone
         command += ['-p', 'tracking:=false']
+    for parameter in parameters:
+        command += ['-p', parameter]
     return command
 
 
@@ -696,7 +701,7 @@ def describe(summary: dict) -> str:
 
 # ---------------------------------------------------------------------------------- main
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--model, --localizer and --backend of the node that the demo and the benchmark start
+    """--model, --localizer, --backend and --param of the node that the demo and the benchmark start
     (resolve_models reads the first two)."""
     parser.add_argument('--model', type=Path, default=None,
                         help=f'keypoint model .onnx / .pt (default: {default_model_path()})')
@@ -705,6 +710,20 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              f'{DEFAULT_LOCALIZER_NAME} when it exists, else none)')
     parser.add_argument('--backend', choices=BACKEND_NAMES, default='auto',
                         help='inference backend of the node (default: auto)')
+    parser.add_argument('--param', type=node_parameter, action='append', default=[],
+                        metavar='NAME:=VALUE',
+                        help='a node parameter, as in --ros-args -p (repeatable), e.g. '
+                             'localizer_interval:=1; the node refuses a bad value, and the run '
+                             'stops with its reason')
+
+
+def node_parameter(text: str) -> str:
+    """A NAME:=VALUE node parameter assignment (the value is checked by the node itself)."""
+    name, separator, value = text.partition(':=')
+    if not separator or not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_.]*', name) or not value:
+        raise argparse.ArgumentTypeError(f'{text!r} is not NAME:=VALUE (e.g. '
+                                         f'localizer_interval:=1)')
+    return text
 
 
 def resolve_models(args: argparse.Namespace) -> tuple[Path, Path | None]:
@@ -781,7 +800,7 @@ def run(args: argparse.Namespace) -> int:
             source = f'rendered stream (hands: {args.hands}, seed {args.seed})'
         recorder = Recorder(context)
         process = start_node(node_command(model, localizer, args.backend,
-                                          args.regions_from_truth), out_dir)
+                                          args.regions_from_truth, args.param), out_dir)
         wait_connected(recorder, args.regions_from_truth, process, out_dir)
         warm_up(recorder, frames[0], args.regions_from_truth, process, out_dir)
         stamps, rate = play(recorder, frames, args.fps, args.regions_from_truth, process, out_dir)
@@ -800,7 +819,8 @@ def run(args: argparse.Namespace) -> int:
 
     summary = {'source': source, 'model': str(model),
                'localizer': None if localizer is None else str(localizer),
-               'backend': args.backend, 'regions_from_truth': args.regions_from_truth,
+               'backend': args.backend, 'node_parameters': args.param,
+               'regions_from_truth': args.regions_from_truth,
                'fps_requested': args.fps, 'publish_rate_hz': _finite_or_none(rate),
                **summary, 'node_diagnostics': recorder.diagnostics,
                'outputs': {'video': video_path.name, 'gif': None if gif_path is None else gif_path.name,

@@ -64,15 +64,6 @@ def positive_seconds(text: str) -> float:
     return value
 
 
-def node_parameter(text: str) -> str:
-    """A NAME:=VALUE node parameter assignment (the value is checked by the node itself)."""
-    name, separator, value = text.partition(':=')
-    if not separator or not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_.]*', name) or not value:
-        raise argparse.ArgumentTypeError(f'{text!r} is not NAME:=VALUE (e.g. '
-                                         f'localizer_interval:=3)')
-    return text
-
-
 def soak_minutes(text: str) -> float:
     value = float(text)
     if not (math.isfinite(value) and 0 <= value <= MAX_SOAK_MINUTES):
@@ -100,11 +91,6 @@ def get_args_parser() -> argparse.ArgumentParser:
                              f'reading the node\'s RSS every {RSS_PERIOD_S:.0f} s (default 0: no '
                              'soak)')
     add_model_arguments(parser)
-    parser.add_argument('--param', type=node_parameter, action='append', default=[],
-                        metavar='NAME:=VALUE',
-                        help='a node parameter for every run, as in --ros-args -p (repeatable), '
-                             'e.g. localizer_interval:=3; the node refuses a bad value and the '
-                             'benchmark stops with its log')
     parser.add_argument('--out', type=Path, default=None, metavar='DIR',
                         help='directory of the node logs, one subdirectory per run (default: '
                              'outputs/node_benchmark_<timestamp>)')
@@ -362,9 +348,8 @@ def run(args: argparse.Namespace) -> int:
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'  # read by rclpy.init below
     context = rclpy.Context()
     rclpy.init(context=context, args=['--ros-args', '--disable-external-lib-logs'])
-    command = node_command(model, localizer, args.backend, regions_from_truth=False)
-    for parameter in args.param:
-        command += ['-p', parameter]
+    command = node_command(model, localizer, args.backend, regions_from_truth=False,
+                           parameters=args.param)
     runs = []
     try:
         streams = {hands: rendered_frames(num_frames, str(hands), SEED) for hands in args.hands}

@@ -34,7 +34,7 @@ def model_path(tmp_path_factory):
 def rendered_run(model_path, tmp_path_factory, isolated_ros_environment):
     out = tmp_path_factory.mktemp('demo') / 'run'
     code = demo.main(['--out', str(out), '--frames', str(FRAMES), '--model', str(model_path),
-                      '--regions-from-truth', '--seed', '3'])
+                      '--regions-from-truth', '--seed', '3', '--param', 'heatmap_alpha:=0.5'])
     assert code == 0, (out / 'node.log').read_text()
     summary = json.loads((out / 'summary.json').read_text())
     records = [json.loads(line) for line in (out / 'results.jsonl').read_text().splitlines()]
@@ -57,6 +57,7 @@ def test_outputs_exist_and_summary_adds_up(rendered_run):
         assert (out / name).stat().st_size > 0, name
     assert any((out / 'ros_log').iterdir())  # the node's ROS log stays in the out dir
     assert summary['regions_from_truth'] and summary['localizer'] is None
+    assert summary['node_parameters'] == ['heatmap_alpha:=0.5']
     assert summary['frames_published'] == FRAMES == len(records)
     assert summary['frames_processed'] >= 1
     assert summary['frames_processed'] + summary['frames_dropped'] == FRAMES
@@ -187,6 +188,10 @@ def test_missing_files_and_bad_arguments_are_exit_code_2(capsys, tmp_path, model
     with pytest.raises(SystemExit) as exit_info:
         demo.main(['--frames', '0'])
     assert exit_info.value.code == 2 and '--frames must be in 1..' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main(['--param', 'tracking=false'])
+    assert exit_info.value.code == 2
+    assert "'tracking=false' is not NAME:=VALUE" in capsys.readouterr().err
 
 
 def test_a_node_that_cannot_start_is_reported_in_one_line(capsys, tmp_path,
