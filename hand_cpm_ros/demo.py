@@ -718,9 +718,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def node_parameter(text: str) -> str:
-    """A NAME:=VALUE node parameter assignment (the value is checked by the node itself)."""
+    """A NAME:=VALUE node parameter assignment (the value is checked by the node itself); names may
+    hold the dots and slashes of QoS overrides (qos_overrides./ns/image.subscription.depth)."""
     name, separator, value = text.partition(':=')
-    if not separator or not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_.]*', name) or not value:
+    if not separator or not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_./]*', name) or not value:
         raise argparse.ArgumentTypeError(f'{text!r} is not NAME:=VALUE (e.g. '
                                          f'localizer_interval:=1)')
     return text

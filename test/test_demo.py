@@ -192,6 +192,8 @@ def test_missing_files_and_bad_arguments_are_exit_code_2(capsys, tmp_path, model
         demo.main(['--param', 'tracking=false'])
     assert exit_info.value.code == 2
     assert "'tracking=false' is not NAME:=VALUE" in capsys.readouterr().err
+    override = 'qos_overrides./hand_cpm_demo/image.subscription.depth:=2'
+    assert demo.node_parameter(override) == override
 
 
 def test_a_node_that_cannot_start_is_reported_in_one_line(capsys, tmp_path,
