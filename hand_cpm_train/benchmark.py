@@ -33,7 +33,7 @@ from hand_cpm_ros.backends import create_backend
 from hand_cpm_ros.codec import HeatmapCodec
 from hand_cpm_ros.localizer import HandLocalizer
 from hand_cpm_train.checkpoint import FORMAT_VERSION, save_checkpoint
-from hand_cpm_train.engine import MEMORY_FORMAT
+from hand_cpm_train.engine import MEMORY_FORMAT, to_model_input
 from hand_cpm_train.export import export_onnx
 from hand_cpm_train.localizer_model import (LOCALIZER_VARIANTS, LocalizerConfig, build_localizer,
                                             parse_frame_size)
@@ -90,7 +90,7 @@ def benchmark_training(config, batch: int, steps: int, time_limit: float) -> tup
     model = build_model(config).to(memory_format=MEMORY_FORMAT).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     size, out = config.input_size, config.output_size
-    x = torch.randn(batch, 3, size, size).contiguous(memory_format=MEMORY_FORMAT)
+    x = to_model_input(torch.randn(batch, 3, size, size), torch.device('cpu'))
     targets = torch.rand(batch, config.num_maps, out, out)
     weights = torch.ones(batch, config.num_maps)
 
