@@ -466,3 +466,34 @@ def test_missing_model_is_exit_code_2_with_one_clear_line(tmp_path):
     text = log.read_text()
     assert 'no_such_model.onnx does not exist' in text and 'Traceback' not in text
     assert len([line for line in text.splitlines() if 'cannot start' in line]) == 1
+
+
+# Runs the node's main() with the executor's spin() replaced by the moment of a Ctrl-C race: the
+# context shut down (as rclpy's signal handler does from its own thread) just before the real
+# executor builds its wait set, which raises rclpy's real RCLError.
+CTRL_C_RACE = """
+import sys
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from hand_cpm_ros import node
+
+def spin_into_the_race(executor):
+    rclpy.shutdown()
+    executor.spin_once()
+    raise AssertionError('spin_once on a shut-down context did not raise')
+
+MultiThreadedExecutor.spin = spin_into_the_race
+sys.exit(node.main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_racing_the_executor_is_a_clean_exit(model_path, tmp_path, isolated_ros_environment):
+    log = tmp_path / 'stderr.log'
+    with log.open('w') as stderr:
+        result = subprocess.run([sys.executable, '-c', CTRL_C_RACE, '--ros-args',
+                                 '-p', f'model_path:={model_path}', '-p', 'threads:=1',
+                                 '-p', 'localizer_model:=none'],
+                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr, timeout=60)
+    text = log.read_text()
+    assert result.returncode == 0, text
+    assert 'Traceback' not in text and 'ready:' in text
