@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from hand_cpm_ros.geometry import box_iou_matrix
+from hand_cpm_ros.keypoints import NUM_KEYPOINTS, finger_of
 
 PCK_THRESHOLDS = (0.05, 0.1, 0.2)
 
@@ -116,6 +117,60 @@ def summary(pred, gt, visible) -> dict:
     report['auc'] = auc(pred, gt, mask, sizes)
     report['epe_px'] = epe(pred, gt, mask)
     return report
+
+
+GROSS_ERROR_KINDS = ('same finger', 'neighbouring finger', 'mirrored finger', 'other keypoint',
+                     'nowhere near a keypoint')
+
+
+def _digit(keypoint: int) -> int:
+    """-1 for the wrist, else the finger 0..4 (thumb..little)."""
+    return -1 if keypoint == 0 else finger_of(keypoint)
+
+
+def _gross_error_kind(true_keypoint: int, landed_on: int) -> str:
+    true_digit, landed_digit = _digit(true_keypoint), _digit(landed_on)
+    if min(true_digit, landed_digit) < 0:
+        return 'other keypoint'
+    if true_digit == landed_digit:
+        return 'same finger'
+    if true_digit + landed_digit == 4:
+        return 'mirrored finger'
+    return 'neighbouring finger' if abs(true_digit - landed_digit) == 1 else 'other keypoint'
+
+
+def gross_errors(pred, gt, visible, normalizer, threshold: float = 0.2, near: float = 0.1) -> dict:
+    """What the wrong keypoints are: where each visible keypoint with normalised error > threshold landed.
+
+    A gross error 'lands on' the visible ground-truth keypoint of the same hand nearest to the
+    prediction when it lies within near * normalizer of it, and counts once under
+    GROSS_ERROR_KINDS: another joint of the 'same finger', a 'neighbouring finger' (thumb-index,
+    index-middle, ...), the 'mirrored finger' (thumb<->little, index<->ring: the hand read with palm
+    and back swapped), any 'other keypoint' (and the wrist), or 'nowhere near a keypoint'. Needs 21
+    keypoints. Returns {'visible', 'gross', 'kinds': {kind: count}, 'confusion': 6x6 counts, rows
+    the true digit and columns the one landed on, both (wrist, thumb, index, middle, ring, little)}.
+    """
+    errors, mask = _normalised_errors(pred, gt, visible, normalizer)
+    pred, gt, _ = _keypoint_arrays(pred, gt, visible)
+    if gt.shape[1] != NUM_KEYPOINTS:
+        raise ValueError(f'gross_errors needs the {NUM_KEYPOINTS}-keypoint hand, got {gt.shape[1]} keypoints')
+    norm = np.asarray(normalizer, dtype=np.float64)
+    kinds = dict.fromkeys(GROSS_ERROR_KINDS, 0)
+    confusion = np.zeros((6, 6), dtype=np.int64)
+    gross = mask & (errors > threshold)
+    for sample, keypoint in zip(*np.nonzero(gross)):
+        others = mask[sample].copy()
+        others[keypoint] = False
+        distances = np.linalg.norm(gt[sample] - pred[sample, keypoint], axis=1) / norm[sample]
+        distances = np.where(others & np.isfinite(distances), distances, np.inf)
+        landed_on = int(distances.argmin())
+        if distances[landed_on] > near:
+            kinds['nowhere near a keypoint'] += 1
+            continue
+        kinds[_gross_error_kind(int(keypoint), landed_on)] += 1
+        confusion[_digit(int(keypoint)) + 1, _digit(landed_on) + 1] += 1
+    return {'visible': int(mask.sum()), 'gross': int(gross.sum()), 'kinds': kinds,
+            'confusion': confusion.tolist()}
 
 
 def match_detections(pred_boxes, pred_scores, gt_boxes, iou_threshold: float = 0.5) -> np.ndarray:

@@ -122,6 +122,14 @@ class Predictions:
         return np.asarray(metrics.pck_curve(self.keypoints[stage], self.ground_truth, self.visible,
                                             normalizer, thresholds))
 
+    def gross_errors(self, stage: int = -1, threshold: float = 0.2) -> dict:
+        """metrics.gross_errors of one stage: where the keypoints off by more than `threshold`
+        hand boxes landed (hands with fewer than two visible keypoints left out, as in summary)."""
+        normalizer = metrics.hand_box_size(self.ground_truth, self.visible)
+        keep = normalizer > 0
+        return metrics.gross_errors(self.keypoints[stage][keep], self.ground_truth[keep],
+                                    self.visible[keep], normalizer[keep], threshold)
+
     def per_keypoint(self, stage: int = -1, threshold: float = 0.2) -> dict[str, np.ndarray]:
         """{'pck': (21,) PCK at `threshold`, 'epe_px': (21,) mean error of visible points}."""
         normalizer = metrics.hand_box_size(self.ground_truth, self.visible)

@@ -6,7 +6,11 @@ Each hand is cropped from its ground-truth keypoint box (the same square crop an
 training, i.e. what the node gets from a good hand localiser), the model runs on the crop, and the
 codec decodes the maps into SOURCE-image pixels. Reported: metrics.summary (PCK normalised by the
 longer side of the hand's keypoint box, AUC over thresholds 0..0.5, EPE in pixels), per keypoint,
-and for checkpoints per stage. Localisation errors of a detector are not part of these numbers.
+and for checkpoints per stage, and the anatomy of the gross errors (keypoints further than 0.2 of
+the hand box from the truth): how many land on another joint of the same finger, on a neighbouring
+finger, on the mirrored finger (thumb<->little, index<->ring) or elsewhere, which says whether a
+model confuses fingers or loses the hand. Localisation errors of a detector are not part of these
+numbers.
 
 A localiser model (hand-cpm-train --task localizer; the task is read from the checkpoint or the
 ONNX metadata) is evaluated on whole frames (hand-cpm-synth --scene frame) the way the runtime
@@ -213,6 +217,7 @@ def report(predictions: engine.Predictions, stage_names: list[str]) -> dict:
     result['per_keypoint'] = {
         name: {'pck@0.2': float(pck), 'epe_px': float(epe)}
         for name, pck, epe in zip(KEYPOINT_NAMES, per_keypoint['pck'], per_keypoint['epe_px'])}
+    result['gross_errors'] = predictions.gross_errors()
     if len(stage_names) > 1:
         result['per_stage'] = {name: predictions.summary(index)
                                for index, name in enumerate(stage_names)}
@@ -230,6 +235,11 @@ def print_tables(result: dict) -> None:
     print('\n| keypoint | PCK@0.2 | EPE px |\n|---|---:|---:|')
     for name, values in result['per_keypoint'].items():
         print(f'| {name} | {values["pck@0.2"]:.4f} | {values["epe_px"]:.2f} |')
+    gross = result['gross_errors']
+    print(f'\n{gross["gross"]} of {gross["visible"]} visible keypoints are further than 0.2 of the '
+          f'hand box from the truth; where they landed:\n\n| landed on | keypoints | share |\n|---|---:|---:|')
+    for kind, count in gross['kinds'].items():
+        print(f'| {kind} | {count} | {count / max(gross["gross"], 1):.1%} |')
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,6 +53,9 @@ def test_perfect_maps_decode_onto_the_source_keypoints(held_out):
     assert np.abs(predictions.keypoints[-1] - sources).max() < 3.0
     per_keypoint = predictions.per_keypoint()
     assert per_keypoint['pck'].shape == (21,) and np.all(per_keypoint['pck'] == 1.0)
+    gross = predictions.gross_errors()
+    assert gross['gross'] == 0 and gross['visible'] == int(predictions.visible.sum())
+    assert set(gross['kinds'].values()) == {0}
 
 
 def test_checkpoint_report_with_stages_and_plot(tmp_path, held_out, checkpoint, capsys):
@@ -66,7 +69,10 @@ def test_checkpoint_report_with_stages_and_plot(tmp_path, held_out, checkpoint, 
     assert set(result['per_stage']) == {'stage 1', 'stage 2', 'stage 3'}
     assert result['per_stage']['stage 3'] == {key: result[key] for key in SUMMARY_KEYS}
     assert len(result['per_keypoint']) == 21 and 0.0 <= result['pck@0.2'] <= 1.0
-    assert '| little_tip |' in output and plot.stat().st_size > 0
+    gross = result['gross_errors']      # every keypoint PCK@0.2 counts wrong, sorted by where it landed
+    assert gross['gross'] == round((1.0 - result['pck@0.2']) * gross['visible'])
+    assert sum(gross['kinds'].values()) == gross['gross']
+    assert '| little_tip |' in output and '| neighbouring finger |' in output and plot.stat().st_size > 0
     assert evaluate.main(['--model', str(checkpoint[0]), '--data', str(held_out),
                           '--plot', str(plot), '--workers', '0']) == 2
     assert 'pass --overwrite' in capsys.readouterr().err

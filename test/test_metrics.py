@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from hand_cpm_ros.metrics import (auc, average_precision, detection_pr, epe, hand_box_size, keypoint_errors,
-                                  match_detections, miss_reasons, pck, pck_curve, recall_by_group, summary)
+from hand_cpm_ros.metrics import (auc, average_precision, detection_pr, epe, gross_errors, hand_box_size,
+                                  keypoint_errors, match_detections, miss_reasons, pck, pck_curve, recall_by_group, summary)
 
 GT = np.zeros((1, 3, 2))
 PRED = np.array([[[0.0, 0.0], [3.0, 4.0], [1.0, 1.0]]])   # errors 0, 5, sqrt(2)
@@ -124,3 +124,32 @@ def test_miss_reasons_say_why_each_truth_box_is_missed():
     assert miss_reasons([np.zeros((0, 4))], [np.zeros(0)], truth)['not found'] == 4
     with pytest.raises(ValueError, match='one entry per image'):
         miss_reasons(boxes, scores, truth + truth)
+
+
+def test_gross_errors_say_where_each_wrong_keypoint_landed():
+    gt = np.zeros((1, 21, 2))
+    gt[0, :, 0] = np.arange(21) * 100.0          # keypoint k at x = 100 k
+    pred = gt.copy()
+    visible = np.ones((1, 21), bool)
+    visible[0, 16] = False
+    landings = {4: 20,     # thumb tip on the little tip: mirrored finger
+                8: 12,     # index tip on the middle tip: neighbouring finger
+                5: 8,      # index base on its own tip: same finger
+                0: 9,      # the wrist on the middle base: other keypoint
+                14: 4,     # a ring joint on the thumb tip: other keypoint
+                19: 16}    # on the hidden ring tip, which does not count: nowhere near
+    for keypoint, target in landings.items():
+        pred[0, keypoint] = gt[0, target]
+    pred[0, 10] = [1000.0, 500.0]                # far from everything: nowhere near
+    pred[0, 16] = [9999.0, 9999.0]               # hidden: not counted at all
+    report = gross_errors(pred, gt, visible, [1000.0], threshold=0.2, near=0.05)
+    assert report['visible'] == 20 and report['gross'] == 7
+    assert report['kinds'] == {'same finger': 1, 'neighbouring finger': 1, 'mirrored finger': 1,
+                               'other keypoint': 2, 'nowhere near a keypoint': 2}
+    expected = np.zeros((6, 6), int)
+    for row, column in [(1, 5), (2, 3), (2, 2), (0, 3), (4, 1)]:   # (wrist, thumb, ..., little)
+        expected[row, column] = 1
+    np.testing.assert_array_equal(report['confusion'], expected)
+    json.dumps(report)
+    with pytest.raises(ValueError, match='21-keypoint'):
+        gross_errors(PRED, GT, VISIBLE, NORM)
