@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from hand_cpm_ros.metrics import (auc, average_precision, detection_pr, epe, gross_errors, hand_box_size,
-                                  keypoint_errors, match_detections, miss_reasons, pck, pck_curve, recall_by_group, summary)
+                                  keypoint_errors, match_detections, miss_reasons, pck, pck_curve,
+                                  recall_by_group, summary)
 
 GT = np.zeros((1, 3, 2))
 PRED = np.array([[[0.0, 0.0], [3.0, 4.0], [1.0, 1.0]]])   # errors 0, 5, sqrt(2)
