@@ -39,6 +39,7 @@ setup(
         'hand-cpm-synth = hand_cpm_train.synth.cli:main',
         'hand-cpm-export = hand_cpm_train.export:main',
         'hand-cpm-train = hand_cpm_train.train:main',
+        'hand-cpm-train-handedness = hand_cpm_train.handedness:main',
         'hand-cpm-eval = hand_cpm_train.evaluate:main',
         'hand-cpm-benchmark = hand_cpm_train.benchmark:main',
         'hand-cpm-compare-mediapipe = hand_cpm_train.compare_mediapipe:main',

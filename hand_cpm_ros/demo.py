@@ -507,6 +507,7 @@ def evaluate(frames: list[Frame], stamps: list[int], recorder: Recorder) -> tupl
 
     latencies, found, truth_counts, records = [], [], [], []
     matched_pred, matched_gt, matched_visible = [], [], []
+    sides_given, sides_right = 0, 0  # of the matched hands: with a side, with the true side
     false_positives = 0
     for index, (frame, stamp) in enumerate(zip(frames, stamps)):
         received = recorder.hands.get(stamp)
@@ -523,6 +524,7 @@ def evaluate(frames: list[Frame], stamps: list[int], recorder: Recorder) -> tupl
         record['latency_ms'] = round(latencies[-1], 3)
         record['hands'] = [{
             'track_id': hand.track_id, 'score': round(hand.score, 4),
+            'handedness': int(hand.handedness), 'handedness_score': round(hand.handedness_score, 4),
             'box': list(roi_to_box(hand.box)),
             'keypoints': [[round(x, 3), round(y, 3), round(c, 4)] for (x, y), c in
                           zip(_hand_arrays(hand)[0].tolist(), map(float, hand.confidences))]}
@@ -545,6 +547,11 @@ def evaluate(frames: list[Frame], stamps: list[int], recorder: Recorder) -> tupl
                 matched_pred.append(_hand_arrays(hand)[0])
                 matched_gt.append(keypoints)
                 matched_visible.append(visible)
+                if hand.handedness != hand.HANDEDNESS_UNKNOWN:
+                    sides_given += 1
+                    true_side = hand.HANDEDNESS_LEFT if frame.truth[truth_index]['is_left'] \
+                        else hand.HANDEDNESS_RIGHT
+                    sides_right += int(hand.handedness == true_side)
     processed = len(found)
     summary: dict = {
         'frames_published': len(stamps),
@@ -570,6 +577,8 @@ def evaluate(frames: list[Frame], stamps: list[int], recorder: Recorder) -> tupl
                                               np.stack(matched_visible))
         summary['keypoints'] = {key: value if key == 'n' else _finite_or_none(value)
                                 for key, value in keypoint_report.items()}
+        summary['handedness'] = {'matched': len(matched_pred), 'given': sides_given,
+                                 'right': sides_right}
     return summary, records
 
 
@@ -686,6 +695,11 @@ def describe(summary: dict) -> str:
                          '(visible keypoints)')
         else:
             lines.append('  keypoint error    - (no hand matched the truth)')
+    sides = summary.get('handedness')
+    if sides is not None and sides['matched']:
+        lines.append(f'  handedness        given on {sides["given"]} of {sides["matched"]} matched '
+                     f'hands' + (f', right on {100 * sides["right"] / sides["given"]:.1f} % of '
+                                 f'those' if sides['given'] else ''))
     latency = summary['latency_ms']
     lines.append('  latency           -' if latency is None else
                  f'  latency           median {latency["median"]:.1f} ms, p95 '

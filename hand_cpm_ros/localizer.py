@@ -35,9 +35,10 @@ HEAT, SIZE, OFFSET, SIDE = 0, slice(1, 3), slice(3, 5), 5
 # (models/MODEL_CARD.md, "Why 0.35").
 DEFAULT_SCORE_THRESHOLD = 0.35
 DEFAULT_MAX_HANDS = 2
-# Below this probability (of left, or of right) a detection's handedness is reported unknown
-# rather than as a coin flip: the shipped localiser's handedness head gives 0.50-0.52 on every
-# hand (it has not learnt handedness; models/MODEL_CARD.md).
+# Below this probability (of left, or of right) a hand's side is reported unknown rather than as a
+# coin flip, for the localiser's handedness and the keypoint network's alike (the pipeline uses
+# it for both): the shipped localiser's handedness head gives 0.50-0.52 on every hand (it has not
+# learnt handedness; models/MODEL_CARD.md).
 MIN_HANDEDNESS_SCORE = 0.75
 # CPU threads of the localiser's backend. One: it then runs on the calling thread, with no thread
 # pool of its own whose idle spinning threads would take the cores from the keypoint backend's

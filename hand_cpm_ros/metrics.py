@@ -307,3 +307,22 @@ def average_precision(pred_boxes: Sequence, pred_scores: Sequence, gt_boxes: Seq
     precision = np.maximum.accumulate(precision[::-1])[::-1]
     changes = np.flatnonzero(recall[1:] != recall[:-1])
     return float(np.sum((recall[changes + 1] - recall[changes]) * precision[changes + 1]))
+
+
+def handedness_summary(left_probability, is_left, min_score: float) -> dict:
+    """How well per-hand probabilities of a left hand tell the side.
+
+    'accuracy': share right when every hand gets its likelier side; 'coverage': share whose side
+    score max(p, 1 - p) reaches `min_score` (the runtime reports only those); 'accuracy_when_sure':
+    accuracy among those (NaN when none); 'n'."""
+    p = np.asarray(left_probability, dtype=np.float64).reshape(-1)
+    truth = np.asarray(is_left, dtype=bool).reshape(-1)
+    if p.shape != truth.shape:
+        raise ValueError(f'{p.size} probabilities for {truth.size} hands')
+    if not 0.5 <= min_score <= 1.0:
+        raise ValueError(f'min_score must be in [0.5, 1], got {min_score}')
+    correct = (p >= 0.5) == truth
+    sure = np.maximum(p, 1.0 - p) >= min_score
+    return {'n': int(p.size), 'accuracy': float(correct.mean()) if p.size else float('nan'),
+            'coverage': float(sure.mean()) if p.size else float('nan'),
+            'accuracy_when_sure': float(correct[sure].mean()) if sure.any() else float('nan')}

@@ -7,7 +7,9 @@ de-duplicated (the best-scoring proposal wins; boxes are one hand when their IoU
 square crop with a margin, ALL crops go through the backend in one batch, the codec decodes the
 belief maps straight into source pixels, hands below `hand_threshold` or `min_hand_size` are
 dropped, duplicates (two proposals that found the same hand) are removed and the tracker gives
-ids across frames.
+ids across frames. A hand's side comes from the keypoint network when it has a handedness head and
+is sure enough (MIN_HANDEDNESS_SCORE), else from its proposal (the localiser, or the side its
+track last had).
 A hand's score is its mean keypoint confidence times the evidence of the proposal that found it:
 the localiser's score, 1 for an external ROI, or a track's evidence, which fades with
 `track_half_life` until the localiser (or an ROI) finds the hand again. A track whose keypoints
@@ -39,7 +41,7 @@ from .drawing import draw_hand, overlay_heatmap
 from .geometry import (box_containment_matrix, box_from_keypoints, box_iou_matrix, clip_box,
                        crop_to_source_affine, source_to_crop_affine, square_crop, warp_crop)
 from .keypoints import NUM_KEYPOINTS
-from .localizer import Detection
+from .localizer import MIN_HANDEDNESS_SCORE, Detection
 from .tracking import (DEFAULT_HALF_LIFE_S, HandTracker, Observation, validate_half_life,
                        validate_one_euro)
 
@@ -273,6 +275,16 @@ def _regrown_track_box(track_box: Box, fresh_boxes: Sequence[Box]) -> Box | None
     return None
 
 
+def _with_crop_handedness(proposal: CropProposal, left_probability: float) -> CropProposal:
+    """`proposal` with the keypoint network's side when that is at least MIN_HANDEDNESS_SCORE
+    sure (NaN counts as unsure); otherwise `proposal` unchanged."""
+    side_score = max(left_probability, 1.0 - left_probability)
+    if not side_score >= MIN_HANDEDNESS_SCORE:
+        return proposal
+    side = Handedness.LEFT if left_probability >= 0.5 else Handedness.RIGHT
+    return replace(proposal, handedness=side, handedness_score=side_score)
+
+
 class HandPipeline:
     """Finds hands in BGR frames with a keypoint network `backend` (see hand_cpm_ros.backends).
 
@@ -409,7 +421,8 @@ class HandPipeline:
         found: list[_Found] = []
         if crops:
             mark = time.perf_counter()
-            maps = self.backend.infer(normalize_crops(np.stack(crops), self.backend.info))
+            maps, left = self.backend.infer_with_handedness(
+                normalize_crops(np.stack(crops), self.backend.info))
             timings['infer'] = 1e3 * (time.perf_counter() - mark)
             expected = (len(crops), self.backend.info.num_maps) + (size // self.codec.stride,) * 2
             if maps.shape != expected:
@@ -434,6 +447,8 @@ class HandPipeline:
                     if max(box[2] - box[0], box[3] - box[1]) < min_side:
                         result.dropped['too_small'] += 1
                         continue
+                    if left is not None:
+                        proposal = _with_crop_handedness(proposal, float(left[index]))
                     found.append(_Found(proposal, keypoints[row], scores[row], score, box,
                                         to_source[index], maps[index]))
             timings['decode'] = 1e3 * (time.perf_counter() - mark)

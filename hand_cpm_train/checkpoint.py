@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from hand_cpm_ros.backends.base import HANDEDNESS_OUTPUT
 from hand_cpm_ros.files import write_atomic
 from hand_cpm_ros.keypoints import KEYPOINT_NAMES
 from hand_cpm_ros.localizer import NUM_OUTPUTS
@@ -110,7 +111,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = 'cpu',
 def runtime_metadata(config: ModelConfig | LocalizerConfig, codec: dict) -> dict[str, str]:
     """String key/values that tell a runtime everything about a model: stored as ONNX
     metadata_props and in TensorRT sidecars, parsed by hand_cpm_ros.backends.ModelInfo.
-    Keypoint models keep the original keys (no 'task'); localisers add task='localizer' and a
+    Keypoint models keep the original keys (no 'task'), plus handedness_output (the name of the
+    P(left) output) when they have a handedness head; localisers add task='localizer' and a
     non-square input_width x input_height."""
     if isinstance(config, LocalizerConfig):
         task_keys = {'task': 'localizer', 'input_width': str(config.input_width),
@@ -118,6 +120,8 @@ def runtime_metadata(config: ModelConfig | LocalizerConfig, codec: dict) -> dict
     else:
         task_keys = {'input_size': str(config.input_size), 'num_maps': str(config.num_maps),
                      'keypoint_names': json.dumps(list(KEYPOINT_NAMES))}
+        if config.handedness_head:
+            task_keys['handedness_output'] = HANDEDNESS_OUTPUT
     return {
         'format_version': str(FORMAT_VERSION),
         'variant': config.name,

@@ -2,10 +2,12 @@
 
 The graph is inference only (the last stage's maps), BatchNorm folded into the convolutions, with
 input 'image' (N,3,S,S) float32 (normalised BGR), output 'belief_maps' (N,22,S/8,S/8) and a
-dynamic batch axis. It is produced by torch's dynamo exporter (`torch.onnx.export(dynamo=True)`,
-the default of torch >= 2.9, via onnxscript), which gives a clean Conv/Relu/Add/Concat graph
-and a symbolic batch dimension. Everything a runtime needs (variant, sizes, normalisation,
-keypoint names, codec, the model config) is stored in the model's metadata_props.
+dynamic batch axis; a model with a handedness head (hand-cpm-train-handedness) adds a second
+output 'handedness' (N,), the probability that each crop shows a left hand. It is produced by
+torch's dynamo exporter (`torch.onnx.export(dynamo=True)`, the default of torch >= 2.9, via
+onnxscript), which gives a clean Conv/Relu/Add/Concat graph and a symbolic batch dimension.
+Everything a runtime needs (variant, sizes, normalisation, keypoint names, codec, the model
+config, the handedness output's name) is stored in the model's metadata_props.
 
 A localiser checkpoint (hand-cpm-train --task localizer) exports the same way, with input 'image'
 (N,3,H,W) (the letterboxed frame, 256x320 for loc-lite) and output 'localizer_maps'
@@ -25,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from hand_cpm_ros.backends.base import HANDEDNESS_OUTPUT
 from hand_cpm_ros.files import write_atomic
 from hand_cpm_train.checkpoint import load_model, runtime_metadata
 from hand_cpm_train.localizer_model import LocalizerConfig, parse_frame_size
@@ -36,13 +39,28 @@ OUTPUT_NAME = 'belief_maps'
 LOCALIZER_OUTPUT_NAME = 'localizer_maps'
 
 
-def _graph_spec(config: ModelConfig | LocalizerConfig) -> tuple[tuple[int, int], str, str]:
-    """((input height, width), output name, doc string) of a model's ONNX graph."""
+class _MapsAndHandedness(nn.Module):
+    """A CPM with a handedness head as one graph: crops -> (belief maps, P(left))."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.forward_handedness(x)
+
+
+def _graph_spec(config: ModelConfig | LocalizerConfig) -> tuple[tuple[int, int], list[str], str]:
+    """((input height, width), output names, doc string) of a model's ONNX graph."""
     if isinstance(config, LocalizerConfig):
-        return ((config.input_height, config.input_width), LOCALIZER_OUTPUT_NAME,
+        return ((config.input_height, config.input_width), [LOCALIZER_OUTPUT_NAME],
                 f'hand_cpm {config.name}: letterboxed normalised BGR frames -> hand centre / size '
                 f'/ offset / handedness maps')
-    return ((config.input_size, config.input_size), OUTPUT_NAME,
+    if config.handedness_head:
+        return ((config.input_size, config.input_size), [OUTPUT_NAME, HANDEDNESS_OUTPUT],
+                f'hand_cpm {config.name}: normalised BGR crops -> CPM belief maps and the '
+                f'probability of a left hand')
+    return ((config.input_size, config.input_size), [OUTPUT_NAME],
             f'hand_cpm {config.name}: normalised BGR crops -> CPM belief maps')
 
 
@@ -55,7 +73,9 @@ def export_onnx(model: nn.Module, config: ModelConfig | LocalizerConfig, codec_d
 
     path = Path(path)
     inference_model = fuse_batchnorm(model).cpu()
-    (height, width), output_name, doc = _graph_spec(config)
+    (height, width), output_names, doc = _graph_spec(config)
+    if len(output_names) == 2:
+        inference_model = _MapsAndHandedness(inference_model).eval()
     example = torch.zeros(2, 3, height, width)
     batch = torch.export.Dim('batch', min=1, max=4096)
     onnx_logger = logging.getLogger('torch.onnx')  # silence its torchvision-missing notes
@@ -66,7 +86,7 @@ def export_onnx(model: nn.Module, config: ModelConfig | LocalizerConfig, codec_d
             warnings.simplefilter('ignore', FutureWarning)  # torch.export internals, not ours
             program = torch.onnx.export(inference_model, (example,), dynamo=True, verbose=False,
                                         opset_version=opset, input_names=[INPUT_NAME],
-                                        output_names=[output_name], dynamic_shapes=({0: batch},),
+                                        output_names=output_names, dynamic_shapes=({0: batch},),
                                         optimize=True)
     finally:
         onnx_logger.setLevel(previous_level)

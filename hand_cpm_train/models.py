@@ -71,6 +71,7 @@ class ModelConfig:
     stage_channels: int = 128      # width inside the refinement stages
     stage_blocks: int = 4          # depthwise-separable residual blocks per stage
     stage_kernel: int = 7          # depthwise kernel of those blocks
+    handedness_head: bool = False  # light variants: also say left or right (HandednessHead)
 
     def __post_init__(self):
         if self.backbone not in BACKBONES:
@@ -84,6 +85,8 @@ class ModelConfig:
             raise ValueError(f'stages must be >= 1, got {self.stages}')
         if self.stage_kernel % 2 == 0:
             raise ValueError(f'stage_kernel must be odd, got {self.stage_kernel}')
+        if self.handedness_head and self.backbone != 'mobilenetv2':
+            raise ValueError('handedness_head is built for the light (mobilenetv2) variants only')
         object.__setattr__(self, 'mean', tuple(float(v) for v in self.mean))
         object.__setattr__(self, 'std', tuple(float(v) for v in self.std))
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
@@ -293,6 +296,8 @@ class LiteCPM(nn.Module):
             self._make_stage(config.feature_channels + (config.num_maps if index else 0))
             for index in range(config.stages))
         _init_weights(self, [stage[-1] for stage in self.stages])
+        self.handedness = (HandednessHead(config.feature_channels) if config.handedness_head
+                           else None)
 
     def _make_stage(self, in_channels: int) -> nn.Sequential:
         width = self.config.stage_channels
@@ -302,18 +307,87 @@ class LiteCPM(nn.Module):
               for _ in range(self.config.stage_blocks)),
             nn.Conv2d(width, self.config.num_maps, 1))
 
-    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def _features_and_stages(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         features = self.backbone(x)
         maps = self.stages[0](features)
         outputs = [maps]
         for stage in self.stages[1:]:
             maps = stage(torch.cat([maps, features], dim=1))
             outputs.append(maps)
-        return outputs
+        return features, outputs
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self._features_and_stages(x)[1]
 
     def forward(self, x: torch.Tensor):
         outputs = self.forward_stages(x)
         return outputs if self.training else outputs[-1]
+
+    def handedness_descriptors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(last stage's maps, HandednessHead.describe vectors) of a batch."""
+        features, outputs = self._features_and_stages(x)
+        return outputs[-1], HandednessHead.describe(features, outputs[-1])
+
+    def forward_handedness(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(last stage's maps (N,22,s,s), probability (N,) that each crop shows a left hand)."""
+        if self.handedness is None:
+            raise ValueError(f'model {self.config.name!r} has no handedness head')
+        maps, descriptors = self.handedness_descriptors(x)
+        return maps, torch.sigmoid(self.handedness(descriptors)[:, 0])
+
+
+# Keypoint indices the handedness geometry uses (hand_cpm_ros.keypoints order).
+_WRIST, _THUMB_MCP, _INDEX_MCP, _LITTLE_MCP = 0, 2, 5, 17
+
+
+class HandednessHead(nn.Module):
+    """Left or right from a crop's shared features and its keypoint maps.
+
+    A hand's side is the product of two things: which way round its fingers lie in the image (the
+    sign of the angle from wrist->index MCP to wrist->little MCP) and whether the palm or the
+    back faces the camera (appearance, in the features). `describe` puts both, and their product,
+    in one vector with no parameters; a small MLP turns it into a left-hand logit. It is trained
+    on top of a finished keypoint network (hand-cpm-train-handedness) without changing it."""
+
+    def __init__(self, feature_channels: int, hidden: int = 64):
+        super().__init__()
+        size = self.descriptor_size(feature_channels)
+        self.classifier = nn.Sequential(nn.BatchNorm1d(size), nn.Linear(size, hidden),
+                                        nn.ReLU(inplace=True), nn.Dropout(0.2),
+                                        nn.Linear(hidden, 1))
+
+    @staticmethod
+    def descriptor_size(feature_channels: int) -> int:
+        return 2 * feature_channels + 2 + 2 * (NUM_MAPS - 1)
+
+    @staticmethod
+    def describe(features: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        """(N, descriptor_size): mean features, the same times the finger-order sine, the sines
+        of the wrist angles index->little and thumb->little, and the 21 keypoints' map-weighted
+        mean positions in [-1, 1]."""
+        height, width = maps.shape[2:]
+        weights = torch.relu(maps[:, :NUM_MAPS - 1]).flatten(2)
+        weights = weights / (weights.sum(dim=2, keepdim=True) + 1e-6)
+        ys = torch.linspace(-1.0, 1.0, height, device=maps.device, dtype=maps.dtype)
+        xs = torch.linspace(-1.0, 1.0, width, device=maps.device, dtype=maps.dtype)
+        grid_x = xs.repeat(height)
+        grid_y = ys.repeat_interleave(width)
+        points = torch.stack([weights @ grid_x, weights @ grid_y], dim=2)  # (N, 21, 2)
+
+        def sine(first: int, second: int) -> torch.Tensor:
+            a = points[:, first] - points[:, _WRIST]
+            b = points[:, second] - points[:, _WRIST]
+            cross = a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
+            return cross / (a.norm(dim=1) * b.norm(dim=1) + 1e-6)
+
+        finger_order = sine(_INDEX_MCP, _LITTLE_MCP)
+        pooled = features.mean(dim=(2, 3))
+        return torch.cat([pooled, pooled * finger_order[:, None], finger_order[:, None],
+                          sine(_THUMB_MCP, _LITTLE_MCP)[:, None], points.flatten(1)], dim=1)
+
+    def forward(self, descriptors: torch.Tensor) -> torch.Tensor:
+        """(N, 1) left-hand logits of `describe` vectors."""
+        return self.classifier(descriptors)
 
 
 # --------------------------------------------------------------------------------------------

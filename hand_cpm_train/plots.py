@@ -91,3 +91,27 @@ def belief_map_sheet(crops_bgr: Sequence[np.ndarray], stage_maps: Sequence[Seque
 def save_image(path: str | Path, image: np.ndarray) -> None:
     if not cv2.imwrite(str(path), image):
         raise OSError(f'could not write image {path}')
+
+
+def plot_handedness(history: Sequence[dict], curves: dict[str, Sequence[dict]], min_score: float,
+                    path: str | Path) -> None:
+    """hand-cpm-train-handedness's figure: the head's loss curves, and per set of hands the
+    accuracy on the hands given a side against their share as the side-score threshold rises
+    (a dot at `min_score`, the runtime's threshold)."""
+    figure, (losses, trade_off) = plt.subplots(1, 2, figsize=(11, 4.2))
+    epochs = [row['epoch'] for row in history]
+    losses.plot(epochs, [row['train_loss'] for row in history], label='train')
+    losses.plot(epochs, [row['val_loss'] for row in history], label='validation')
+    losses.set(xlabel='epoch', ylabel='binary cross-entropy', title='handedness head')
+    losses.legend()
+    for name, rows in curves.items():
+        trade_off.plot([r['coverage'] for r in rows], [r['accuracy_when_sure'] for r in rows],
+                       label=name)
+        at = next(r for r in rows if r['min_score'] >= min_score - 1e-9)
+        trade_off.plot(at['coverage'], at['accuracy_when_sure'], 'o', color='black')
+    trade_off.set(xlabel='share of hands given a side', ylabel='accuracy on those',
+                  title=f'raising the side-score threshold (dot: {min_score})',
+                  xlim=(0, 1.02), ylim=(0.45, 1.01))
+    trade_off.grid(alpha=0.3)
+    trade_off.legend()
+    _save(figure, path)

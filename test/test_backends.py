@@ -67,6 +67,7 @@ def test_model_info_parses_runtime_metadata():
     ({'input_size': '60'}, 'not a multiple of stride=8'),
     ({'format_version': '2'}, 'format_version'),
     ({'codec': '[1]'}, 'codec=.*JSON object'),
+    ({'handedness_output': 'side'}, "handedness_output='side'"),
 ])
 def test_model_info_errors_name_the_bad_key(props, message):
     values = metadata(**{k: v for k, v in props.items() if v is not None})
@@ -114,6 +115,37 @@ def test_torch_backend_matches_onnxruntime(model_files, onnx_backend):
     assert np.abs(expected).max() > 1e-3
     assert np.abs(onnx_backend.infer(x) - expected).max() < 1e-4
     assert np.abs(onnx_backend.infer(x[1:2]) - expected[1:2]).max() < 1e-4
+
+
+def test_handedness_head_exports_a_second_output_that_every_backend_returns(tmp_path):
+    config = get_config('cpm-lite-s', input_size=SIZE, handedness_head=True)
+    torch.manual_seed(4)
+    model = build_model(config).eval()
+    model.handedness.classifier[0].running_mean.uniform_(-0.5, 0.5)
+    codec = HeatmapCodec(input_size=SIZE, stride=8).to_dict()
+    save_checkpoint(tmp_path / 'sided.pt', {'format_version': 1, 'model': model.state_dict(),
+                                            'model_config': config.to_dict(), 'codec': codec})
+    export_onnx(model, config, codec, tmp_path / 'sided.onnx')
+    graph = onnx.load(tmp_path / 'sided.onnx').graph
+    assert [output.name for output in graph.output] == ['belief_maps', 'handedness']
+    onnx_backend = create_backend('onnxruntime', model_path=str(tmp_path / 'sided.onnx'), threads=1)
+    torch_backend = create_backend('torch', model_path=str(tmp_path / 'sided.pt'), threads=1)
+    assert onnx_backend.info.handedness and torch_backend.info == onnx_backend.info
+    crops = np.random.default_rng(1).integers(0, 256, (3, SIZE, SIZE, 3), dtype=np.uint8)
+    x = normalize_crops(crops, onnx_backend.info)
+    maps, left = torch_backend.infer_with_handedness(x)
+    assert left.shape == (3,) and np.all((left > 0) & (left < 1)) and np.ptp(left) > 1e-4
+    onnx_maps, onnx_left = onnx_backend.infer_with_handedness(x)
+    np.testing.assert_allclose(onnx_maps, maps, atol=1e-4)
+    np.testing.assert_allclose(onnx_left, left, atol=1e-5)
+    np.testing.assert_allclose(onnx_backend.infer(x), maps, atol=1e-4)
+    empty_maps, empty_left = onnx_backend.infer_with_handedness(x[:0])
+    assert empty_maps.shape == (0, 22, 8, 8) and empty_left.shape == (0,)
+
+
+def test_headless_model_has_no_handedness(onnx_backend):
+    maps, left = onnx_backend.infer_with_handedness(np.zeros((1, 3, SIZE, SIZE), np.float32))
+    assert maps.shape == (1, 22, 8, 8) and left is None and not onnx_backend.info.handedness
 
 
 def test_auto_chooses_onnxruntime_here_and_says_why(model_files, tmp_path):

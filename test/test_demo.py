@@ -72,6 +72,9 @@ def test_outputs_exist_and_summary_adds_up(rendered_run):
     assert detection['true_hands'] == sum(len(r['truth']) for r in records if r['processed'])
     assert 0 <= detection['matched'] <= detection['true_hands']
     assert summary['keypoints']['n'] == detection['matched']
+    # nothing here tells the side (no localiser; the test model has no handedness output)
+    assert summary['handedness'] == {'matched': detection['matched'], 'given': 0, 'right': 0}
+    assert all(hand['handedness'] == 0 for r in records for hand in r.get('hands', []))
     diagnostics = summary['node_diagnostics']
     assert 'onnxruntime' in diagnostics['backend']
     assert diagnostics['model'].endswith('fixed_peaks_test.onnx')

@@ -80,7 +80,7 @@ def test_export_matches_torch_and_eval_reports_box_metrics(run, tmp_path, capsys
     backend = create_backend('onnxruntime', model_path=str(onnx_path), threads=1,
                              logger=lambda _: None)
     assert backend.info.task == 'localizer' and backend.info.input_shape == (3, 96, 128)
-    assert backend.output_name == 'localizer_maps'
+    assert backend.output_names == ['localizer_maps']
     model, _, _ = load_model(out / 'best.pt')
     frames = np.random.default_rng(0).standard_normal((3, 3, 96, 128), dtype=np.float32)
     with torch.no_grad():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from hand_cpm_ros.metrics import (auc, average_precision, detection_pr, epe, gross_errors, hand_box_size,
+                                  handedness_summary,
                                   keypoint_errors, match_detections, miss_reasons, pck, pck_curve,
                                   recall_by_group, summary)
 
@@ -154,3 +155,19 @@ def test_gross_errors_say_where_each_wrong_keypoint_landed():
     json.dumps(report)
     with pytest.raises(ValueError, match='21-keypoint'):
         gross_errors(PRED, GT, VISIBLE, NORM)
+
+
+def test_handedness_summary_counts_sure_and_right_calls():
+    left = [0.9, 0.8, 0.6, 0.3, 0.1, 0.5]
+    truth = [True, False, True, False, True, False]
+    # likelier side: L L L R R L(0.5) -> right on hands 0, 2, 3: 3 of 6
+    result = handedness_summary(left, truth, min_score=0.75)
+    assert result['n'] == 6 and result['accuracy'] == pytest.approx(0.5)
+    # sure (>= 0.75 either way): 0.9, 0.8, 0.1 -> right on hand 0 only
+    assert result['coverage'] == pytest.approx(0.5)
+    assert result['accuracy_when_sure'] == pytest.approx(1 / 3)
+    assert np.isnan(handedness_summary([0.6], [True], 0.75)['accuracy_when_sure'])
+    with pytest.raises(ValueError, match='2 probabilities for 1 hands'):
+        handedness_summary([0.1, 0.2], [True], 0.75)
+    with pytest.raises(ValueError, match='min_score'):
+        handedness_summary([0.1], [True], 0.4)

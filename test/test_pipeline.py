@@ -29,9 +29,9 @@ class CountingBackend:
     def __init__(self, inner):
         self.inner, self.info, self.batches = inner, inner.info, []
 
-    def infer(self, batch):
+    def infer_with_handedness(self, batch):
         self.batches.append(len(batch))
-        return self.inner.infer(batch)
+        return self.inner.infer_with_handedness(batch)
 
     def describe(self):
         return self.inner.describe()
@@ -242,6 +242,27 @@ def test_localizer_detections_give_handedness_and_gate_the_score(backend):
     (tracked,) = pipeline.process(grey()).hands
     assert (tracked.track_id, tracked.handedness, tracked.source) == (hand.track_id, Handedness.LEFT,
                                                                       'track')
+
+
+@pytest.mark.parametrize('left_probability, expected', [
+    (0.9, (Handedness.LEFT, 0.9)),      # the keypoint network is sure: it decides
+    (0.1, (Handedness.RIGHT, 0.9)),
+    (0.6, (Handedness.RIGHT, 0.8)),     # unsure: the localiser's call stands
+    (float('nan'), (Handedness.RIGHT, 0.8)),
+])
+def test_keypoint_network_handedness_overrides_the_localiser_when_sure(tmp_path, left_probability,
+                                                                       expected):
+    path = build_fixed_peaks_model(tmp_path / 'with_handedness.onnx',
+                                   left_probability=left_probability)
+    sided = create_backend('onnxruntime', str(path), threads=1)
+    assert sided.info.handedness
+    maps, left = sided.infer_with_handedness(np.zeros((3, 3, TEST_INPUT_SIZE, TEST_INPUT_SIZE),
+                                                      np.float32))
+    assert maps.shape == (3, 22, 16, 16) and left.shape == (3,)
+    localizer = FixedBoxesLocalizer([Detection((100.0, 100.0, 200.0, 200.0), 0.8, 'right', 0.8)])
+    (hand,) = HandPipeline(sided, localizer=localizer).process(grey()).hands
+    assert (hand.handedness, hand.handedness_score) == pytest.approx(expected)
+    np.testing.assert_allclose(hand.keypoints[9], (150.0, 150.0), atol=0.5)
 
 
 def test_settings_are_validated_and_applied_from_the_next_frame(backend):

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 METADATA_FORMAT_VERSION = 1
+# The second output of a keypoint model with a handedness head: (N,) probability of a left hand.
+HANDEDNESS_OUTPUT = 'handedness'
 TASKS = ('keypoints', 'localizer')
 # Keypoint models (no 'task' key: the original format) have a square input_size; localisers see
 # whole letterboxed frames, input_width x input_height, and have no keypoint names.
@@ -30,8 +32,8 @@ class ModelInfo:
     TensorRT engine's JSON sidecar (all written by hand_cpm_train.checkpoint.runtime_metadata).
 
     task 'keypoints': a CPM on square hand crops (input_width == input_height, keypoint_names,
-    a HeatmapCodec dict); task 'localizer': a whole-frame hand localiser (no keypoint names, a
-    LocalizerCodec dict)."""
+    a HeatmapCodec dict; `handedness` when it also gives each crop's probability of a left hand);
+    task 'localizer': a whole-frame hand localiser (no keypoint names, a LocalizerCodec dict)."""
     variant: str
     input_width: int
     input_height: int
@@ -43,6 +45,7 @@ class ModelInfo:
     keypoint_names: tuple[str, ...]
     codec: dict
     task: str = 'keypoints'
+    handedness: bool = False
 
     @property
     def input_size(self) -> int:
@@ -122,6 +125,11 @@ class ModelInfo:
                 raise ValueError("must be 'bgr' or 'rgb'")
             return text
 
+        handedness_output = props.get('handedness_output')
+        if handedness_output not in (None, HANDEDNESS_OUTPUT) or \
+                (handedness_output and task != 'keypoints'):
+            errors.append(f'handedness_output={handedness_output!r} (only keypoint models have '
+                          f'one, named {HANDEDNESS_OUTPUT!r})')
         if task == 'keypoints':
             side = parse('input_size', positive_int)
             sizes = dict(input_width=side, input_height=side)
@@ -133,7 +141,7 @@ class ModelInfo:
                     mean=parse('mean', triple), std=parse('std', triple),
                     channel_order=parse('channel_order', channel_order),
                     keypoint_names=parse('keypoint_names', names) if task == 'keypoints' else (),
-                    codec=parse('codec', codec))
+                    codec=parse('codec', codec), handedness=handedness_output is not None)
         if not errors:
             if info['std'] is not None and min(info['std']) <= 0:
                 errors.append(f'std={props["std"]!r} (must be > 0)')
@@ -169,15 +177,27 @@ def normalize_crops(crops_bgr: np.ndarray, info: ModelInfo) -> np.ndarray:
 
 class Backend(abc.ABC):
     """Runs the network: normalised (N,3,H,W) float32 in, (N,maps,H/stride,W/stride) float32 out
-    (H = W = S for keypoint models)."""
+    (H = W = S for keypoint models), and for a model with a handedness head also (N,) float32
+    probabilities of a left hand."""
     name: str
     info: ModelInfo
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
+        """The belief maps (or localiser maps) of a batch."""
+        return self.infer_with_handedness(batch)[0]
+
+    def infer_with_handedness(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(maps, probability of a left hand per crop, or None when the model has no
+        handedness head)."""
         self.check_input(batch)
         if batch.shape[0] == 0:
-            return np.zeros((0, *self.info.output_shape), np.float32)
-        return self._infer(np.ascontiguousarray(batch))
+            return (np.zeros((0, *self.info.output_shape), np.float32),
+                    np.zeros(0, np.float32) if self.info.handedness else None)
+        maps, left = self._infer(np.ascontiguousarray(batch))
+        if (left is not None) != self.info.handedness:
+            raise BackendError(f'{self.name} backend gave {"a" if left is not None else "no"} '
+                               f'handedness output for a model whose metadata says otherwise')
+        return maps, left
 
     def check_input(self, batch: np.ndarray) -> None:
         """ValueError unless `batch` is a float32 (N,3,H,W) array of the model's input size."""
@@ -192,8 +212,8 @@ class Backend(abc.ABC):
                              f'variant {self.info.variant!r}, got {batch.shape}')
 
     @abc.abstractmethod
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        """Run a checked, C-contiguous, non-empty batch."""
+    def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(maps, left-hand probabilities or None) of a checked, C-contiguous, non-empty batch."""
 
     @abc.abstractmethod
     def describe(self) -> str:

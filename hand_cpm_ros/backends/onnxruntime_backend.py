@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hand_cpm_ros.backends.base import Backend, BackendError, ModelInfo
+from hand_cpm_ros.backends.base import HANDEDNESS_OUTPUT, Backend, BackendError, ModelInfo
 
 GPU_PROVIDERS = ('TensorrtExecutionProvider', 'CUDAExecutionProvider')
 
@@ -80,11 +80,20 @@ class OnnxRuntimeBackend(Backend):
             self.session = _session(path, options, requested)
             self.info = self._model_info(path, self.session)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        self.input_name, self.output_name = inputs[0].name, outputs[0].name
+        self.input_name = inputs[0].name
         if len(inputs) != 1 or tuple(inputs[0].shape[1:]) != self.info.input_shape:
             raise BackendError(f'{path}: model input {inputs[0].shape} does not match its '
                                f'metadata input size {self.info.describe_input()}; re-export '
                                f'the model')
+        names = [output.name for output in outputs]
+        maps_names = [name for name in names if name != HANDEDNESS_OUTPUT]
+        expected = 1 + self.info.handedness
+        if len(names) != expected or len(maps_names) != 1:
+            raise BackendError(f'{path}: model outputs {names} do not match its metadata '
+                               f'({expected} output{"s" if expected > 1 else ""}: the maps'
+                               f'{" and " + HANDEDNESS_OUTPUT if self.info.handedness else ""}); '
+                               f're-export the model')
+        self.output_names = maps_names + ([HANDEDNESS_OUTPUT] if self.info.handedness else [])
 
     @staticmethod
     def _model_info(path: Path, session) -> ModelInfo:
@@ -108,13 +117,14 @@ class OnnxRuntimeBackend(Backend):
             'trt_profile_max_shapes': shape.format(max_batch),
         })
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        if 'TensorrtExecutionProvider' in self.session.get_providers():
-            # The TensorRT provider's profile ends at max_batch: run larger batches in chunks.
-            return np.concatenate([
-                self.session.run([self.output_name], {self.input_name: batch[i:i + self.max_batch]})[0]
-                for i in range(0, len(batch), self.max_batch)])
-        return self.session.run([self.output_name], {self.input_name: batch})[0]
+    def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        # The TensorRT provider's profile ends at max_batch: run larger batches in chunks.
+        step = self.max_batch if 'TensorrtExecutionProvider' in self.session.get_providers() \
+            else len(batch)
+        chunks = [self.session.run(self.output_names, {self.input_name: batch[i:i + step]})
+                  for i in range(0, len(batch), step)]
+        outputs = [np.concatenate(parts) for parts in zip(*chunks)]
+        return outputs[0], outputs[1] if self.info.handedness else None
 
     def describe(self) -> str:
         threads = f'{self.threads} threads' if self.threads else 'default threads'

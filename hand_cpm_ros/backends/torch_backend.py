@@ -43,11 +43,14 @@ class TorchBackend(Backend):
         self.threads = torch.get_num_threads()
         self._torch = torch
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         torch = self._torch
+        x = torch.from_numpy(batch).to(self.device)
         with torch.inference_mode():
-            maps = self.model(torch.from_numpy(batch).to(self.device))
-        return maps.float().cpu().numpy()
+            if self.info.handedness:
+                maps, left = self.model.forward_handedness(x)
+                return maps.float().cpu().numpy(), left.float().cpu().numpy()
+            return self.model(x).float().cpu().numpy(), None
 
     def describe(self) -> str:
         where = (f'CUDA {self._torch.cuda.get_device_name(self.device)}'
