@@ -378,7 +378,10 @@ class HandednessHead(nn.Module):
             a = points[:, first] - points[:, _WRIST]
             b = points[:, second] - points[:, _WRIST]
             cross = a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
-            return cross / (a.norm(dim=1) * b.norm(dim=1) + 1e-6)
+            # lengths as sqrt(sum of squares), not norm(): ONNX Runtime's symbolic shape
+            # inference (hand-cpm-quantize) cannot follow the ReduceL2 that norm() exports to
+            lengths = torch.sqrt((a * a).sum(dim=1)) * torch.sqrt((b * b).sum(dim=1))
+            return cross / (lengths + 1e-6)
 
         finger_order = sine(_INDEX_MCP, _LITTLE_MCP)
         pooled = features.mean(dim=(2, 3))
