@@ -279,7 +279,11 @@ def load_initial_weights(model: nn.Module, path: str, task: str, model_config) -
         raise UsageError(f'--init-weights {path} holds a {checkpoint_task(state)} network, not '
                          f'{task}')
     saved = state['model_config']
-    if saved != model_config.to_dict():
+    try:  # through the dataclass: a field added since (with its default) is not a difference
+        same = type(model_config).from_dict(saved) == model_config
+    except (TypeError, ValueError):
+        same = False
+    if not same:
         raise UsageError(f'--init-weights {path} holds another network configuration '
                          f'({saved.get("name")}); pass the --variant (and input size) it was '
                          f'trained with')

@@ -12,7 +12,7 @@ from test_data import make_dataset, write_synth_dataset
 
 from hand_cpm_train import data, engine, train
 from hand_cpm_train.augment import AugmentConfig
-from hand_cpm_train.checkpoint import load_checkpoint, load_model
+from hand_cpm_train.checkpoint import load_checkpoint, load_model, save_checkpoint
 from hand_cpm_train.models import build_model, get_config
 
 
@@ -144,6 +144,12 @@ def test_init_weights_starts_a_new_run_from_another_runs_network(tmp_path, datas
         if 'running_' not in key and value.is_floating_point():   # BN statistics still move
             assert torch.allclose(value, started['model'][key], atol=1e-6), key
     assert started['train_config']['init_weights'] == str(first / 'last.pt')
+    # A checkpoint written before a config field existed (here handedness_head) still starts a run
+    older = dict(source, model_config={key: value for key, value in source['model_config'].items()
+                                       if key != 'handedness_head'})
+    save_checkpoint(tmp_path / 'older.pt', older)
+    assert train.main(short_run(*dataset_dirs, tmp_path / 'from_older', '--epochs', '1',
+                                '--init-weights', str(tmp_path / 'older.pt'))) == 0
 
     assert train.main(short_run(*dataset_dirs, tmp_path / 'other', '--epochs', '1',
                                 '--input-size', '96', '--init-weights', str(first / 'last.pt'))) == 2
