@@ -91,6 +91,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='hands scoring below this are dropped')
     parser.add_argument('--crop-margin', type=float, default=PipelineSettings.crop_margin,
                         help='margin around the box before cropping, fraction of its side')
+    parser.add_argument('--flip-averaging', action='store_true',
+                        help='also run every crop mirrored and average the two answers: better '
+                             'keypoints for twice the keypoint network\'s compute')
     return parser
 
 
@@ -198,6 +201,7 @@ def run(args: argparse.Namespace) -> None:
             score_threshold=args.localizer_threshold, max_hands=args.max_hands)
         pipeline = HandPipeline(backend, localizer=localizer, max_hands=args.max_hands,
                                 crop_margin=args.crop_margin,
+                                flip_averaging=args.flip_averaging,
                                 keypoint_threshold=args.keypoint_threshold,
                                 hand_threshold=args.hand_threshold)
     except (BackendError, ValueError) as error:

@@ -78,6 +78,7 @@ PIPELINE_PARAMETERS = {
     'smoothing': 'smoothing',
     'one_euro_min_cutoff': 'min_cutoff',
     'one_euro_beta': 'beta',
+    'flip_averaging': 'flip_averaging',
 }
 
 
@@ -157,6 +158,10 @@ PARAMETERS = {
     'one_euro_beta': (PipelineSettings.beta, dict(
         description='One Euro filter speed coefficient; higher = less lag when moving',
         floating_point_range=_float_range(0.0, 10.0))),
+    'flip_averaging': (PipelineSettings.flip_averaging, dict(
+        description='Also run every crop mirrored, in the same batch, and average the two '
+                    'answers: more accurate keypoints (and sides) for twice the keypoint '
+                    'network\'s compute')),
     'heatmap_alpha': (0.5, dict(description='Opacity of the belief maps in hands/heatmap',
                                 floating_point_range=_float_range(0.0, 1.0))),
     'publish_markers': (True, dict(description='Publish hands/markers for RViz')),

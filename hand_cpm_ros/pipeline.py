@@ -101,6 +101,9 @@ class PipelineSettings:
     min_cutoff: float = 1.0    # One Euro filter: Hz at rest
     beta: float = 0.0          # One Euro filter: cut-off increase per px/s of speed
     duplicate_iou: float = 0.5  # proposals / hands overlapping more than this, or nested, are one
+    # Also run every crop mirrored (in the same batch) and average the two answers: on held-out
+    # crops PCK@0.2 0.820 -> 0.832 with keypoint run 5 (README), for twice the keypoint compute.
+    flip_averaging: bool = False
 
     def __post_init__(self):
         for name, high in (('max_hands', 8), ('localizer_interval', MAX_LOCALIZER_INTERVAL)):
@@ -116,6 +119,9 @@ class PipelineSettings:
                 raise ValueError(f'{name} must be in [0, 1], got {value}')
         if not (math.isfinite(self.duplicate_iou) and 0.0 < self.duplicate_iou <= 1.0):
             raise ValueError(f'duplicate_iou must be in (0, 1], got {self.duplicate_iou}')
+        for name in ('tracking', 'smoothing', 'flip_averaging'):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f'{name} must be true or false, got {getattr(self, name)!r}')
         if self.smoothing and not self.tracking:
             raise ValueError('smoothing needs tracking: enable tracking or disable smoothing')
         validate_one_euro(self.min_cutoff, self.beta)
@@ -422,7 +428,7 @@ class HandPipeline:
         if crops:
             mark = time.perf_counter()
             maps, left = self.backend.infer_with_handedness(
-                normalize_crops(np.stack(crops), self.backend.info))
+                normalize_crops(np.stack(crops), self.backend.info), settings.flip_averaging)
             timings['infer'] = 1e3 * (time.perf_counter() - mark)
             expected = (len(crops), self.backend.info.num_maps) + (size // self.codec.stride,) * 2
             if maps.shape != expected:

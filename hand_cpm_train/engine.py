@@ -18,7 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from hand_cpm_ros import metrics
-from hand_cpm_ros.backends import ModelInfo, normalize_crops
+from hand_cpm_ros.backends import ModelInfo, average_mirrored, normalize_crops, with_mirrored
 from hand_cpm_ros.codec import HeatmapCodec
 from hand_cpm_ros.geometry import box_iou_matrix
 from hand_cpm_ros.localizer import LocalizerCodec, prepare_frame
@@ -141,16 +141,20 @@ class Predictions:
         return {'pck': np.asarray(pck), 'epe_px': np.where(counts > 0, epe, np.nan)}
 
 
-def torch_predictor(model: nn.Module, device: torch.device, all_stages: bool = True
-                    ) -> Callable[[torch.Tensor], list[np.ndarray]]:
+def torch_predictor(model: nn.Module, device: torch.device, all_stages: bool = True,
+                    flip_averaging: bool = False) -> Callable[[torch.Tensor], list[np.ndarray]]:
     """A predictor for `evaluate`: normalised images -> list of (N, 22, S, S) maps per stage
-    (only the last with all_stages=False). Puts the model in eval mode."""
+    (only the last with all_stages=False); flip_averaging as the runtime's backends do it
+    (hand_cpm_ros.backends.with_mirrored). Puts the model in eval mode."""
     model.eval()
 
     @torch.no_grad()
     def predict(images: torch.Tensor) -> list[np.ndarray]:
+        if flip_averaging:
+            images = torch.from_numpy(with_mirrored(images.numpy()))
         stages = model.forward_stages(to_model_input(images, device))
-        return [maps.float().cpu().numpy() for maps in (stages if all_stages else stages[-1:])]
+        maps = [maps.float().cpu().numpy() for maps in (stages if all_stages else stages[-1:])]
+        return [average_mirrored(m, None)[0] for m in maps] if flip_averaging else maps
 
     return predict
 

@@ -1,6 +1,7 @@
 """hand-cpm-eval: keypoint accuracy of a checkpoint (.pt) or an exported ONNX model on HELD-OUT data.
 
     hand-cpm-eval --model runs/a/best.pt --data synth_test/ [--json] [--plot pck.png] [--per-stage]
+                  [--flip-averaging]
 
 Each hand is cropped from its ground-truth keypoint box (the same square crop and margin as
 training, i.e. what the node gets from a good hand localiser), the model runs on the crop, and the
@@ -62,6 +63,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='crop by all in-image keypoints, hidden ones too (renders); default: '
                              'as the checkpoint was trained')
     parser.add_argument('--per-stage', action='store_true', help='metrics of every stage (checkpoints)')
+    parser.add_argument('--flip-averaging', action='store_true',
+                        help='keypoints: also run every crop mirrored and average the two '
+                             'answers, as the node\'s flip_averaging parameter does')
     parser.add_argument('--score-threshold', type=float, default=DEFAULT_SCORE_THRESHOLD,
                         help='localizer: the deployed hand score threshold for precision / recall')
     parser.add_argument('--max-hands', type=int, default=DEFAULT_MAX_HANDS,
@@ -110,13 +114,15 @@ def held_out_records(roots: list[str], data_format: str | None, train_config: di
     return records, notes
 
 
-def load_predictor(path: Path, device_name: str, all_stages: bool, threads: int | None):
+def load_predictor(path: Path, device_name: str, all_stages: bool, threads: int | None,
+                   flip_averaging: bool = False):
     """(predict(images) -> list of stage maps, codec, ModelInfo, train_config or None)."""
     if path.suffix == '.pt':
         model, model_config, codec_dict = load_model(path, resolve_device(device_name))
         train_config = load_checkpoint(path).get('train_config')
         codec = HeatmapCodec.from_dict(codec_dict)
-        predict = engine.torch_predictor(model, next(model.parameters()).device, all_stages)
+        predict = engine.torch_predictor(model, next(model.parameters()).device, all_stages,
+                                         flip_averaging)
         return predict, codec, data.model_info_for(model_config, codec), train_config or {}
     if path.suffix == '.onnx':
         if all_stages:
@@ -127,7 +133,7 @@ def load_predictor(path: Path, device_name: str, all_stages: bool, threads: int 
                                  logger=lambda _message: None)
 
         def predict(images: torch.Tensor) -> list[np.ndarray]:
-            return [backend.infer(images.numpy())]
+            return [backend.infer(images.numpy(), flip_averaging)]
 
         return predict, HeatmapCodec.from_dict(backend.info.codec), backend.info, None
     raise ValueError(f'--model must be a .pt checkpoint or an .onnx model, got {path}')
@@ -164,9 +170,9 @@ def load_localizer_predictor(path: Path, device_name: str, threads: int | None,
 def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
     """hand-cpm-eval for a localiser: box precision / recall / AP on held-out frames."""
     try:
-        if args.per_stage or args.plot:
-            raise ValueError('--per-stage and --plot are for keypoint models; this is a hand '
-                             'localiser')
+        if args.per_stage or args.plot or args.flip_averaging:
+            raise ValueError('--per-stage, --plot and --flip-averaging are for keypoint models; '
+                             'this is a hand localiser')
         if not 0.0 < args.score_threshold < 1.0 or args.max_hands < 1:
             raise ValueError('--score-threshold must be in (0, 1) and --max-hands >= 1')
         frame_size = parse_frame_size(args.frame_size) if args.frame_size else None
@@ -258,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError('--frame-size is for localisers; a keypoint model sees crops of its '
                              'trained size')
         predict, codec, model_info, train_config = load_predictor(
-            model_path, args.device, args.per_stage, args.threads)
+            model_path, args.device, args.per_stage, args.threads, args.flip_averaging)
         records, notes = held_out_records(args.data, args.format, train_config)
     except (ValueError, CheckpointError, BackendError) as error:
         print(f'hand-cpm-eval: error: {error}', file=sys.stderr)
@@ -274,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     stage_names = [f'stage {k}' for k in range(1, len(predictions.keypoints) + 1)]
     result = report(predictions, stage_names)
     result.update({'model': str(model_path), 'data': args.data,
+                   'flip_averaging': args.flip_averaging,
                    'crop': 'ground-truth keypoint box, square, margin '
                            f'{data.CROP_MARGIN} (no detector in the loop)'})
     print(f'{len(records)} hands from {", ".join(args.data)}; crops from the ground-truth boxes')

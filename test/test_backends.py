@@ -8,8 +8,8 @@ import onnx
 import pytest
 import torch
 
-from hand_cpm_ros.backends import (Backend, BackendError, ModelInfo, create_backend,
-                                   normalize_crops)
+from hand_cpm_ros.backends import (Backend, BackendError, ModelInfo, average_mirrored,
+                                   create_backend, normalize_crops, with_mirrored)
 from hand_cpm_ros.codec import HeatmapCodec
 from hand_cpm_ros.keypoints import KEYPOINT_NAMES
 from hand_cpm_ros.tensorrt_build import write_sidecar
@@ -145,6 +145,32 @@ def test_handedness_head_exports_a_second_output_that_every_backend_returns(tmp_
     np.testing.assert_allclose(onnx_backend.infer(x), maps, atol=1e-4)
     empty_maps, empty_left = onnx_backend.infer_with_handedness(x[:0])
     assert empty_maps.shape == (0, 22, 8, 8) and empty_left.shape == (0,)
+    # flip averaging: each crop's answer averaged with its mirror's, flipped back (a mirrored
+    # left hand looks like a right one), in one call
+    mirrored = np.ascontiguousarray(x[..., ::-1])
+    mirror_maps, mirror_left = onnx_backend.infer_with_handedness(mirrored)
+    averaged_maps, averaged_left = onnx_backend.infer_with_handedness(x, flip_averaging=True)
+    assert averaged_maps.shape == maps.shape and averaged_maps.flags.c_contiguous
+    np.testing.assert_allclose(averaged_maps, (maps + mirror_maps[..., ::-1]) / 2, atol=1e-4)
+    np.testing.assert_allclose(averaged_left, (left + 1 - mirror_left) / 2, atol=1e-5)
+    # so a mirrored crop gets exactly the mirrored maps and the other side
+    maps_of_mirror, left_of_mirror = torch_backend.infer_with_handedness(mirrored, flip_averaging=True)
+    np.testing.assert_allclose(maps_of_mirror, averaged_maps[..., ::-1], atol=1e-4)
+    np.testing.assert_allclose(left_of_mirror, 1 - averaged_left, atol=1e-5)
+
+
+def test_mirrored_outputs_must_come_in_pairs():
+    batch = np.arange(2 * 3 * 4 * 4, dtype=np.float32).reshape(2, 3, 4, 4)
+    doubled = with_mirrored(batch)
+    assert doubled.shape == (4, 3, 4, 4)
+    np.testing.assert_array_equal(doubled[3], batch[1][..., ::-1])
+    maps, left = average_mirrored(doubled, None)  # mirror-symmetric by construction: unchanged
+    np.testing.assert_allclose(maps, batch)
+    assert left is None
+    with pytest.raises(ValueError, match='even count'):
+        average_mirrored(doubled[:3], None)
+    with pytest.raises(ValueError, match='even count'):
+        average_mirrored(doubled, np.zeros(3, np.float32))
 
 
 def test_headless_model_has_no_handedness(onnx_backend):

@@ -94,6 +94,15 @@ def test_onnx_model_gives_the_checkpoint_numbers(tmp_path, held_out, checkpoint,
     assert abs(from_onnx['epe_px'] - from_checkpoint['epe_px']) < 0.05 * from_checkpoint['epe_px']
     assert evaluate.main(['--model', str(onnx_path), '--data', str(held_out), '--per-stage']) == 2
     assert '--per-stage needs a checkpoint' in capsys.readouterr().err
+    # flip averaging: the same in both, and not the plain numbers (an untrained net is not symmetric)
+    flipped = []
+    for model_path in (path, onnx_path):
+        assert evaluate.main(['--model', str(model_path), '--data', str(held_out), '--json',
+                              '--workers', '0', '--no-progress', '--flip-averaging']) == 0
+        flipped.append(last_json(capsys.readouterr().out))
+    assert flipped[0]['flip_averaging'] and not from_checkpoint['flip_averaging']
+    assert abs(flipped[1]['epe_px'] - flipped[0]['epe_px']) < 0.05 * flipped[0]['epe_px']
+    assert abs(flipped[0]['epe_px'] - from_checkpoint['epe_px']) > 1e-3
 
 
 def test_training_data_is_never_reported_as_accuracy(tmp_path, checkpoint, capsys):

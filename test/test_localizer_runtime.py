@@ -120,6 +120,8 @@ def test_localizer_backend_checks_the_frame_shape(localizer):
     assert backend.infer(np.zeros((3, 3, 256, 320), np.float32)).shape == (3, 6, 64, 80)
     with pytest.raises(ValueError, match=r'\(N,3,256,320\)'):
         backend.infer(np.zeros((1, 3, 320, 256), np.float32))
+    with pytest.raises(ValueError, match='flip_averaging is for keypoint models'):
+        backend.infer(np.zeros((1, 3, 256, 320), np.float32), flip_averaging=True)
     with pytest.raises(ValueError, match='non-square'):
         backend.info.input_size
 

@@ -308,6 +308,13 @@ def test_parameters_are_validated_through_the_parameter_service(client):
     assert not refused.successful and 'out of range' in refused.reason
     refused = client.set_parameters(min_hand_size=1.5)[0]
     assert not refused.successful and 'out of range' in refused.reason
+    refused = client.set_parameters(flip_averaging=1)[0]
+    assert not refused.successful
+    assert client.set_parameters(flip_averaging=True)[0].successful
+    value, = client.call(GetParameters, '/hand_cpm_node/get_parameters',
+                         GetParameters.Request(names=['flip_averaging'])).values
+    assert value.bool_value
+    assert client.set_parameters(flip_averaging=False)[0].successful
 
     accepted = client.set_parameters(crop_margin=0.5, keypoint_threshold=0.4)
     assert [r.successful for r in accepted] == [True, True]

@@ -29,9 +29,9 @@ class CountingBackend:
     def __init__(self, inner):
         self.inner, self.info, self.batches = inner, inner.info, []
 
-    def infer_with_handedness(self, batch):
+    def infer_with_handedness(self, batch, flip_averaging=False):
         self.batches.append(len(batch))
-        return self.inner.infer_with_handedness(batch)
+        return self.inner.infer_with_handedness(batch, flip_averaging)
 
     def describe(self):
         return self.inner.describe()
@@ -265,6 +265,21 @@ def test_keypoint_network_handedness_overrides_the_localiser_when_sure(tmp_path,
     np.testing.assert_allclose(hand.keypoints[9], (150.0, 150.0), atol=0.5)
 
 
+def test_flip_averaging_reaches_the_backend(tmp_path):
+    # This test model calls every crop left with 0.9, its mirror too: averaged with the mirror's
+    # P(right), the network is unsure (0.5) and the localiser's side stands.
+    sided = create_backend('onnxruntime', str(build_fixed_peaks_model(tmp_path / 'sided.onnx',
+                                                                      left_probability=0.9)),
+                           threads=1)
+    localizer = FixedBoxesLocalizer([Detection((100.0, 100.0, 200.0, 200.0), 0.8, 'right', 0.8)])
+    pipeline = HandPipeline(sided, localizer=localizer, tracking=False)
+    (hand,) = pipeline.process(grey()).hands
+    assert (hand.handedness, hand.handedness_score) == pytest.approx((Handedness.LEFT, 0.9))
+    pipeline.update_settings(flip_averaging=True)
+    (hand,) = pipeline.process(grey()).hands
+    assert (hand.handedness, hand.handedness_score) == pytest.approx((Handedness.RIGHT, 0.8))
+
+
 def test_settings_are_validated_and_applied_from_the_next_frame(backend):
     pipeline = HandPipeline(backend)
     for bad, message in [({'max_hands': 0}, 'max_hands'), ({'keypoint_threshold': 1.5}, 'keypoint'),
@@ -273,7 +288,8 @@ def test_settings_are_validated_and_applied_from_the_next_frame(backend):
                          ({'min_cutoff': 0.0}, 'min_cutoff'), ({'track_half_life': 0.0}, 'half-life'),
                          ({'localizer_interval': 0}, 'localizer_interval'),
                          ({'localizer_interval': 2.0}, 'localizer_interval'),
-                         ({'min_hand_size': 1.5}, 'min_hand_size')]:
+                         ({'min_hand_size': 1.5}, 'min_hand_size'),
+                         ({'flip_averaging': 1}, 'flip_averaging must be true or false')]:
         with pytest.raises(ValueError, match=message):
             pipeline.update_settings(**bad)
     assert pipeline.settings.max_hands == 2

@@ -11,12 +11,13 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from hand_cpm_ros.backends.base import Backend, BackendError, ModelInfo, normalize_crops
+from hand_cpm_ros.backends.base import (Backend, BackendError, ModelInfo, average_mirrored,
+                                        normalize_crops, with_mirrored)
 
 BACKEND_NAMES = ('auto', 'onnxruntime', 'torch', 'tensorrt')
 
-__all__ = ['BACKEND_NAMES', 'Backend', 'BackendError', 'ModelInfo', 'create_backend',
-           'normalize_crops']
+__all__ = ['BACKEND_NAMES', 'Backend', 'BackendError', 'ModelInfo', 'average_mirrored',
+           'create_backend', 'normalize_crops', 'with_mirrored']
 
 
 def _gpu_present() -> bool | None:

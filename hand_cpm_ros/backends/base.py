@@ -175,6 +175,29 @@ def normalize_crops(crops_bgr: np.ndarray, info: ModelInfo) -> np.ndarray:
     return np.ascontiguousarray(normalized.transpose(0, 3, 1, 2))
 
 
+def with_mirrored(batch: np.ndarray) -> np.ndarray:
+    """(N,3,H,W) -> (2N,3,H,W): the batch, then each input mirrored left to right. A mirrored
+    hand is still a hand with the same keypoint order (a right hand turns into a left one), so
+    the network's answers for both can be averaged (average_mirrored)."""
+    return np.ascontiguousarray(np.concatenate([batch, batch[..., ::-1]]))
+
+
+def average_mirrored(maps: np.ndarray, left: np.ndarray | None
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Outputs of a with_mirrored batch (2N) -> N: each input's maps averaged with its mirror's
+    maps flipped back, and its P(left) with its mirror's P(right). Map cell j's centre sits at
+    j*stride + (stride-1)/2, so flipping the map is exactly the mirror of the input."""
+    count = len(maps) // 2
+    if len(maps) != 2 * count or (left is not None and len(left) != len(maps)):
+        raise ValueError(f'average_mirrored needs the outputs of a with_mirrored batch (an even '
+                         f'count), got maps {maps.shape} and '
+                         f'{"no handedness" if left is None else f"handedness {left.shape}"}')
+    averaged = np.ascontiguousarray((maps[:count] + maps[count:, ..., ::-1]) * 0.5, np.float32)
+    if left is not None:
+        left = ((left[:count] + 1.0 - left[count:]) * 0.5).astype(np.float32)
+    return averaged, left
+
+
 class Backend(abc.ABC):
     """Runs the network: normalised (N,3,H,W) float32 in, (N,maps,H/stride,W/stride) float32 out
     (H = W = S for keypoint models), and for a model with a handedness head also (N,) float32
@@ -182,22 +205,28 @@ class Backend(abc.ABC):
     name: str
     info: ModelInfo
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def infer(self, batch: np.ndarray, flip_averaging: bool = False) -> np.ndarray:
         """The belief maps (or localiser maps) of a batch."""
-        return self.infer_with_handedness(batch)[0]
+        return self.infer_with_handedness(batch, flip_averaging)[0]
 
-    def infer_with_handedness(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def infer_with_handedness(self, batch: np.ndarray, flip_averaging: bool = False
+                              ) -> tuple[np.ndarray, np.ndarray | None]:
         """(maps, probability of a left hand per crop, or None when the model has no
-        handedness head)."""
+        handedness head). flip_averaging (keypoint models): also run every crop mirrored, in
+        the same call, and average the two answers (with_mirrored, average_mirrored): twice
+        the crops, fewer keypoints on the wrong finger."""
         self.check_input(batch)
+        if flip_averaging and self.info.task != 'keypoints':
+            raise ValueError(f'flip_averaging is for keypoint models, not a {self.info.task}')
         if batch.shape[0] == 0:
             return (np.zeros((0, *self.info.output_shape), np.float32),
                     np.zeros(0, np.float32) if self.info.handedness else None)
-        maps, left = self._infer(np.ascontiguousarray(batch))
+        batch = with_mirrored(batch) if flip_averaging else np.ascontiguousarray(batch)
+        maps, left = self._infer(batch)
         if (left is not None) != self.info.handedness:
             raise BackendError(f'{self.name} backend gave {"a" if left is not None else "no"} '
                                f'handedness output for a model whose metadata says otherwise')
-        return maps, left
+        return average_mirrored(maps, left) if flip_averaging else (maps, left)
 
     def check_input(self, batch: np.ndarray) -> None:
         """ValueError unless `batch` is a float32 (N,3,H,W) array of the model's input size."""
