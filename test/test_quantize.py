@@ -26,7 +26,9 @@ from hand_cpm_train.export import export_onnx
 from hand_cpm_train.losses import cpm_loss
 from hand_cpm_train.models import build_model, get_config
 from hand_cpm_train.quantize import (QUANTIZATION_KEY, QuantizationSettings, agreement_problem,
-                                     check_images, default_out_path, keypoint_deviation, main)
+                                     check_images, default_out_path, keypoint_deviation, main,
+                                     quantize_onnx)
+from hand_cpm_ros.tensorrt_build import calibration_batches, list_calibration_images
 
 sys.path.insert(0, str(Path(__file__).parent / 'fixtures'))
 from fixed_peaks_model import TEST_INPUT_SIZE, TEST_KEYPOINTS_CROP  # noqa: E402
@@ -224,6 +226,36 @@ def test_agreement_limit_is_five_percent_of_the_input_side():
     problem = agreement_problem(np.array([[1.0, 9.7, 50.0]]), 192)
     assert problem.startswith('the int8 keypoints are a median 9.7 px from the float model\'s '
                               '(5.1% of the 192 px input')
+
+
+def _input_range(int8_path: Path) -> float:
+    """Width of the quantised input's range: 255 uint8 steps of its QuantizeLinear scale."""
+    graph = onnx.load(str(int8_path)).graph
+    node = next(node for node in graph.node
+                if node.op_type == 'QuantizeLinear' and node.input[0] == graph.input[0].name)
+    scale = next(t for t in graph.initializer if t.name == node.input[1])
+    return 255 * float(numpy_helper.to_array(scale))
+
+
+@pytest.mark.slow  # the overfitted model: about 15 s once per module
+def test_default_calibration_averages_batch_ranges_so_one_outlier_batch_does_not_set_the_range(
+        models, tmp_path):
+    float_path, _, calib_dir, info, _ = models
+    batches = list(calibration_batches(list_calibration_images(calib_dir), info, 4))
+    batches[-1] = batches[-1] * 20  # one batch of rare, large values
+    widths = {}
+    for method in ('minmax', 'minmax-mean'):
+        out = quantize_onnx(float_path, tmp_path / f'{method}.onnx', batches,
+                            QuantizationSettings(calibrate_method=method))
+        description = json.loads(read_onnx_metadata(out)[QUANTIZATION_KEY])
+        assert description['calibrate_method'] == method
+        widths[method] = _input_range(out)
+    # minmax: the extremes over all images; minmax-mean: the mean of each batch's min and max.
+    all_values = np.concatenate(batches)
+    assert widths['minmax'] == pytest.approx(all_values.max() - all_values.min(), rel=0.01)
+    mean_width = np.mean([b.max() for b in batches]) - np.mean([b.min() for b in batches])
+    assert widths['minmax-mean'] == pytest.approx(mean_width, rel=0.01)
+    assert widths['minmax-mean'] < 0.5 * widths['minmax']
 
 
 def test_check_images_are_those_after_the_calibration_ones_when_there_are_any(tmp_path):
