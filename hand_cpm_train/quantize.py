@@ -141,7 +141,8 @@ def quantize_onnx(onnx_path: str | Path, out_path: str | Path, batches: Iterable
     with tempfile.TemporaryDirectory(prefix='hand-cpm-quantize-') as work:
         prepared = Path(work) / 'prepared.onnx'
         quantized = Path(work) / 'quantized.onnx'
-        quant_pre_process(str(onnx_path), str(prepared))
+        # auto_merge: the localiser's Resize outputs otherwise leave symbolic shapes unresolved
+        quant_pre_process(str(onnx_path), str(prepared), auto_merge=True)
         method, extra_options = _CALIBRATION_METHODS[settings.calibrate_method]
         quantize_static(str(prepared), str(quantized), reader, quant_format=QuantFormat.QDQ,
                         per_channel=settings.per_channel, reduce_range=settings.reduce_range,

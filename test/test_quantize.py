@@ -24,6 +24,7 @@ from hand_cpm_ros.keypoints import FINGER_COLORS_BGR, NUM_KEYPOINTS, SKELETON, f
 from hand_cpm_train.checkpoint import runtime_metadata
 from hand_cpm_train.export import export_onnx
 from hand_cpm_train.losses import cpm_loss
+from hand_cpm_train.localizer_model import build_localizer, get_localizer_config
 from hand_cpm_train.models import build_model, get_config
 from hand_cpm_train.quantize import (QUANTIZATION_KEY, QuantizationSettings, agreement_problem,
                                      check_images, default_out_path, keypoint_deviation, main,
@@ -275,3 +276,21 @@ def test_settings_reject_unknown_types():
         QuantizationSettings(activation_type='int4')
     with pytest.raises(ValueError, match='calibrate_method'):
         QuantizationSettings(calibrate_method='mse')
+
+
+def test_a_localizer_quantizes_and_its_maps_stay_close(tmp_path):
+    """The real loc-lite graph (random weights, small input): its Resize layers once stopped
+    ONNX Runtime's symbolic shape inference, so quantising the shipped localiser failed."""
+    config = get_localizer_config('loc-lite', input_width=128, input_height=96)
+    torch.manual_seed(0)
+    float_path = export_onnx(build_localizer(config).eval(), config, config.codec().to_dict(),
+                             tmp_path / 'localizer.onnx')
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(0, 1, (4, 3, 96, 128)).astype(np.float32) for _ in range(4)]
+    int8_path = quantize_onnx(float_path, tmp_path / 'localizer.int8.onnx', batches)
+    assert json.loads(read_onnx_metadata(int8_path)[QUANTIZATION_KEY])['calibration_images'] == 16
+    float_backend = create_backend('onnxruntime', model_path=str(float_path), threads=1)
+    int8_backend = create_backend('onnxruntime', model_path=str(int8_path), threads=1)
+    float_maps, int8_maps = float_backend.infer(batches[0]), int8_backend.infer(batches[0])
+    assert int8_maps.shape == float_maps.shape == (4, 6, 24, 32)
+    assert np.abs(int8_maps - float_maps).mean() < 0.1 * np.abs(float_maps).mean()
