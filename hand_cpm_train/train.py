@@ -119,7 +119,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--init-weights', metavar='CHECKPOINT',
                         help='start a new run from the network weights of this hand-cpm-train '
                         'checkpoint (same task and variant; fresh optimiser and schedule), e.g. '
-                        'to go on with other targets or data')
+                        'to go on with other targets or data, or at another --input-size')
     parser.add_argument('--overwrite', action='store_true',
                         help='start over in a run directory that already holds a run')
     parser.add_argument('--max-steps', type=int, help='stop after this many steps in total')
@@ -268,9 +268,14 @@ def load_split(config: dict, load: Callable[[str], list] | None = None,
     return train, val, f'group hash, val_fraction {config["val_fraction"]}'
 
 
+# The networks are fully convolutional: their weights do not depend on these.
+INPUT_SIZE_FIELDS = ('input_size', 'input_width', 'input_height')
+
+
 def load_initial_weights(model: nn.Module, path: str, task: str, model_config) -> None:
     """Copy the network weights of checkpoint `path` into `model` (--init-weights); the
-    checkpoint must hold the same task and network configuration."""
+    checkpoint must hold the same task and network configuration, except that it may have been
+    trained at another input size (a run can fine-tune a network at a finer input)."""
     try:
         state = load_checkpoint(path)
     except CheckpointError as error:
@@ -278,16 +283,26 @@ def load_initial_weights(model: nn.Module, path: str, task: str, model_config) -
     if checkpoint_task(state) != task:
         raise UsageError(f'--init-weights {path} holds a {checkpoint_task(state)} network, not '
                          f'{task}')
-    saved = state['model_config']
+    saved_dict = state['model_config']
     try:  # through the dataclass: a field added since (with its default) is not a difference
-        same = type(model_config).from_dict(saved) == model_config
+        saved = type(model_config).from_dict(saved_dict)
     except (TypeError, ValueError):
-        same = False
-    if not same:
+        saved = None
+    sizes = {name: getattr(saved, name) for name in INPUT_SIZE_FIELDS if hasattr(saved, name)}
+    if saved is None or replace(model_config, **sizes) != saved:
         raise UsageError(f'--init-weights {path} holds another network configuration '
-                         f'({saved.get("name")}); pass the --variant (and input size) it was '
-                         f'trained with')
+                         f'({saved_dict.get("name")}); pass the --variant it was trained with')
+    new_sizes = {name: getattr(model_config, name) for name in sizes}
+    if new_sizes != sizes:
+        print(f'--init-weights: the network was trained at {_describe_size(sizes)}; this run '
+              f'trains it at {_describe_size(new_sizes)}')
     model.load_state_dict(state['model'])
+
+
+def _describe_size(sizes: dict[str, int]) -> str:
+    if 'input_size' in sizes:
+        return f'input {sizes["input_size"]} px'
+    return f'input {sizes["input_width"]}x{sizes["input_height"]}'
 
 
 def seed_everything(seed: int) -> None:

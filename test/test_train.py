@@ -151,9 +151,21 @@ def test_init_weights_starts_a_new_run_from_another_runs_network(tmp_path, datas
     assert train.main(short_run(*dataset_dirs, tmp_path / 'from_older', '--epochs', '1',
                                 '--init-weights', str(tmp_path / 'older.pt'))) == 0
 
+    capsys.readouterr()
+    # Another input size is the same network (fully convolutional): a run may fine-tune at 96.
+    assert train.main(short_run(*dataset_dirs, tmp_path / 'finer', '--epochs', '1', '--lr', '1e-12',
+                                '--warmup-steps', '1', '--input-size', '96',
+                                '--init-weights', str(first / 'last.pt'))) == 0
+    assert 'trained at input 64 px; this run trains it at input 96 px' in capsys.readouterr().out
+    finer = load_checkpoint(tmp_path / 'finer' / 'last.pt')
+    assert finer['model_config']['input_size'] == 96
+    for key, value in source['model'].items():
+        if 'running_' not in key and value.is_floating_point():
+            assert torch.allclose(value, finer['model'][key], atol=1e-6), key
+    # Another variant is not.
     assert train.main(short_run(*dataset_dirs, tmp_path / 'other', '--epochs', '1',
-                                '--input-size', '96', '--init-weights', str(first / 'last.pt'))) == 2
-    assert 'another network configuration' in capsys.readouterr().err
+                                '--variant', 'cpm-lite', '--init-weights', str(first / 'last.pt'))) == 2
+    assert 'another network configuration (cpm-lite-s)' in capsys.readouterr().err
     assert train.main(short_run(*dataset_dirs, tmp_path / 'both', '--epochs', '1', '--resume',
                                 '--init-weights', str(first / 'last.pt'))) == 2
     assert 'pass only one' in capsys.readouterr().err
