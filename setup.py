@@ -41,6 +41,7 @@ setup(
         'hand-cpm-train = hand_cpm_train.train:main',
         'hand-cpm-train-handedness = hand_cpm_train.handedness:main',
         'hand-cpm-eval = hand_cpm_train.evaluate:main',
+        'hand-cpm-plot-runs = hand_cpm_train.run_history:main',
         'hand-cpm-benchmark = hand_cpm_train.benchmark:main',
         'hand-cpm-compare-mediapipe = hand_cpm_train.compare_mediapipe:main',
         'hand-cpm-quantize = hand_cpm_train.quantize:main',

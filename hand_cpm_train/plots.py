@@ -1,4 +1,5 @@
-"""Training figures: per-stage loss over steps, the PCK curve, and each stage's belief maps.
+"""Training figures: per-stage loss over steps, the PCK curve, each stage's belief maps, and a
+chain of runs laid end to end.
 
 matplotlib with the Agg backend (files only, no display); belief maps reuse
 hand_cpm_ros.drawing so the trainer shows them exactly as the node's debug output does.
@@ -114,4 +115,49 @@ def plot_handedness(history: Sequence[dict], curves: dict[str, Sequence[dict]], 
                   xlim=(0, 1.02), ylim=(0.45, 1.01))
     trade_off.grid(alpha=0.3)
     trade_off.legend()
+    _save(figure, path)
+
+
+def moving_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean over the last `window` values (fewer at the start); smooths a noisy loss."""
+    if len(values) == 0:
+        return values
+    sums = np.cumsum(np.insert(values.astype(float), 0, 0.0))
+    index = np.arange(1, len(values) + 1)
+    start = np.maximum(index - window, 0)
+    return (sums[index] - sums[start]) / (index - start)
+
+
+def plot_run_chain(runs: Sequence, columns: Sequence[tuple[str, str, str]], path: str | Path,
+                   smooth: int) -> None:
+    """Training loss and each validation column (column, label, 'higher'/'lower' is better) of
+    runs that continue each other (hand_cpm_train.run_history.RunHistory), laid end to end."""
+    figure, axes = plt.subplots(1 + len(columns), 1, figsize=(9, 2.6 * (1 + len(columns))),
+                                sharex=True)
+    offset = 0
+    ends: list[tuple[int, dict]] = []   # each run's last validation, joined across runs
+    for run in runs:
+        if len(run.val_steps):
+            last = {column: run.val[column][-1] for column, _, _ in columns}
+            ends.append((run.val_steps[-1] + offset, last))
+        if len(run.train_steps):
+            axes[0].plot(run.train_steps + offset, moving_mean(run.train_loss, smooth), linewidth=1)
+        for axis, (column, _, _) in zip(axes[1:], columns):
+            axis.plot(run.val_steps + offset, run.val[column], 'o-', markersize=3)
+        for axis in axes:
+            axis.axvline(offset, color='grey', linestyle=':', linewidth=0.8)
+        axes[0].annotate(run.name, (offset, 1), xycoords=('data', 'axes fraction'), rotation=90,
+                         fontsize='x-small', va='top', ha='right')
+        offset += run.length
+    for axis, (column, _, _) in zip(axes[1:], columns):
+        axis.plot([step for step, _ in ends], [values[column] for _, values in ends], '--',
+                  color='black', linewidth=0.8, label='end of each run')
+        axis.legend(fontsize='x-small', loc='best')
+    axes[0].set_yscale('log')
+    axes[0].set_ylabel(f'training loss\n(mean of {smooth} logs)')
+    for axis, (_, label, better) in zip(axes[1:], columns):
+        axis.set_ylabel(f'validation {label}\n({better} is better)')
+    for axis in axes:
+        axis.grid(True, alpha=0.3)
+    axes[-1].set_xlabel('step, runs end to end')
     _save(figure, path)
