@@ -78,7 +78,9 @@ def read_run(run_dir: Path) -> tuple[RunHistory, tuple]:
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog='hand-cpm-plot-runs', description=__doc__.split('\n\n')[0].split(': ', 1)[1],
+        prog='hand-cpm-plot-runs',
+        description='Plot a chain of training runs, each continuing the one before, end to end: '
+                    'training loss and validation figures, a line where each run starts.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('runs', nargs='+', type=Path, metavar='RUN_DIR',
                         help='hand-cpm-train run directories, in the order they were trained')
