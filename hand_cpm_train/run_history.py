@@ -19,7 +19,7 @@ import numpy as np
 
 from hand_cpm_train import plots
 
-# Validation columns plotted per task, in the order of the panels; (column, label, panel).
+# Validation columns plotted per task, one panel each: (log.csv column, label, which way is better).
 KEYPOINT_COLUMNS = (('val_pck@0.2', 'PCK@0.2', 'higher'), ('val_epe_px', 'EPE (input px at 368)', 'lower'))
 LOCALIZER_COLUMNS = (('val_ap', 'AP', 'higher'), ('val_precision', 'precision', 'higher'),
                      ('val_recall', 'recall', 'higher'))
@@ -104,12 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     except RunHistoryError as error:
         print(f'hand-cpm-plot-runs: {error}', file=sys.stderr)
         return 2
-    columns = {columns for _, columns in read}
-    if len(columns) > 1:
+    tasks = {columns for _, columns in read}
+    if len(tasks) > 1:
         print('hand-cpm-plot-runs: the runs mix keypoint and localiser training; plot each apart',
               file=sys.stderr)
         return 2
-    runs, columns = [run for run, _ in read], columns.pop()
+    runs, columns = [run for run, _ in read], tasks.pop()
     for run in runs:
         last = ', '.join(f'{label} {run.val[column][-1]:.4g}' for column, label, _ in columns
                          if len(run.val_steps))
