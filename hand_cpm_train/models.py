@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import sys
 from dataclasses import asdict, dataclass, fields, replace
 
@@ -261,6 +262,27 @@ class SeparableResidual(nn.Module):
 
     def forward(self, x):
         return self.relu(x + self.block(x))
+
+
+def grow_stages(state: dict[str, torch.Tensor], stages: int, new_stages: int) -> dict[str, torch.Tensor]:
+    """The state dict of a `stages`-stage network grown to `new_stages`: each added stage starts as
+    a copy of the last one (stages 2.. all see [maps, features], so their shapes match), so the
+    grown network begins by refining its maps once more rather than from random weights."""
+    if not 2 <= stages <= new_stages:
+        raise ValueError(f'can grow a network of 2 or more stages to as many or more, not {stages} '
+                         f'to {new_stages}')
+    patterns = (re.compile(r'^stages\.(\d+)\.'), re.compile(r'_stage(\d+)\.'))   # lite, OpenPose
+    first_index = (0, 1)   # stage 1's index in each naming
+    grown = dict(state)
+    for key, value in state.items():
+        for pattern, first in zip(patterns, first_index):
+            match = pattern.search(key)
+            if match and int(match.group(1)) == stages - 1 + first:
+                for stage in range(stages, new_stages):
+                    index = str(stage + first)
+                    new_key = key[:match.start(1)] + index + key[match.end(1):]
+                    grown[new_key] = value.clone()
+    return grown
 
 
 def _make_divisible(value: float, divisor: int = 8) -> int:

@@ -46,7 +46,8 @@ from hand_cpm_train.checkpoint import (FORMAT_VERSION, CheckpointError, checkpoi
 from hand_cpm_train.localizer_data import FrameDataset, load_frame_records, split_frames
 from hand_cpm_train.localizer_model import (LOCALIZER_VARIANTS, LocalizerConfig, build_localizer,
                                             get_localizer_config, parse_frame_size)
-from hand_cpm_train.models import DEFAULT_VARIANT, VARIANTS, ModelConfig, build_model, get_config
+from hand_cpm_train.models import (DEFAULT_VARIANT, VARIANTS, ModelConfig, build_model, get_config,
+                                   grow_stages)
 
 # Settings a resumed run may change; any other explicit change would silently mix two runs.
 # 'out', 'data' and 'val_data' are locations: a run directory copied elsewhere resumes on the same
@@ -79,6 +80,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                              f'{DEFAULT_VARIANTS["localizer"]} (localizer)')
     parser.add_argument('--input-size', type=int, help="keypoints: network input side (multiple "
                         "of 8); default: the variant's")
+    parser.add_argument('--stages', type=int, help="keypoints: CPM stages (default: the variant's); "
+                        "with --init-weights from a network with fewer, the added stages start as "
+                        "copies of its last")
     parser.add_argument('--frame-size', metavar='WxH',
                         help="localizer: network input WIDTHxHEIGHT (multiples of 32) that frames "
                              "are letterboxed to; default: the variant's (320x256)")
@@ -119,7 +123,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--init-weights', metavar='CHECKPOINT',
                         help='start a new run from the network weights of this hand-cpm-train '
                         'checkpoint (same task and variant; fresh optimiser and schedule), e.g. '
-                        'to go on with other targets or data, or at another --input-size')
+                        'to go on with other targets or data, at another --input-size or with '
+                        'more --stages')
     parser.add_argument('--overwrite', action='store_true',
                         help='start over in a run directory that already holds a run')
     parser.add_argument('--max-steps', type=int, help='stop after this many steps in total')
@@ -180,6 +185,10 @@ def _validate(config: dict) -> None:
     if task == 'localizer' and config['input_size']:
         raise UsageError('--input-size is for keypoint networks; the localiser takes '
                          '--frame-size WIDTHxHEIGHT')
+    if task == 'localizer' and config.get('stages') is not None:
+        raise UsageError('--stages is for keypoint networks')
+    if config.get('stages') is not None and config['stages'] < 1:
+        raise UsageError(f'--stages must be >= 1, got {config["stages"]}')
     if task == 'keypoints' and config['frame_size']:
         raise UsageError('--frame-size is for --task localizer; keypoint networks take --input-size')
     if not config.get('out'):
@@ -275,7 +284,8 @@ INPUT_SIZE_FIELDS = ('input_size', 'input_width', 'input_height')
 def load_initial_weights(model: nn.Module, path: str, task: str, model_config) -> None:
     """Copy the network weights of checkpoint `path` into `model` (--init-weights); the
     checkpoint must hold the same task and network configuration, except that it may have been
-    trained at another input size (a run can fine-tune a network at a finer input)."""
+    trained at another input size (a run can fine-tune a network at a finer input) or with fewer
+    stages (a run can add refinement stages)."""
     try:
         state = load_checkpoint(path)
     except CheckpointError as error:
@@ -288,15 +298,26 @@ def load_initial_weights(model: nn.Module, path: str, task: str, model_config) -
         saved = type(model_config).from_dict(saved_dict)
     except (TypeError, ValueError):
         saved = None
-    sizes = {name: getattr(saved, name) for name in INPUT_SIZE_FIELDS if hasattr(saved, name)}
-    if saved is None or replace(model_config, **sizes) != saved:
+    adjustable = {name: getattr(saved, name) for name in INPUT_SIZE_FIELDS + ('stages',)
+                  if hasattr(saved, name)}
+    sizes = {name: value for name, value in adjustable.items() if name in INPUT_SIZE_FIELDS}
+    if saved is None or replace(model_config, **adjustable) != saved:
         raise UsageError(f'--init-weights {path} holds another network configuration '
                          f'({saved_dict.get("name")}); pass the --variant it was trained with')
     new_sizes = {name: getattr(model_config, name) for name in sizes}
     if new_sizes != sizes:
         print(f'--init-weights: the network was trained at {_describe_size(sizes)}; this run '
               f'trains it at {_describe_size(new_sizes)}')
-    model.load_state_dict(state['model'])
+    weights = state['model']
+    if 'stages' in adjustable and model_config.stages != saved.stages:
+        if not 2 <= saved.stages < model_config.stages:
+            raise UsageError(f'--init-weights {path} has {saved.stages} stages, this run '
+                             f'{model_config.stages}: a run can add stages to a network of 2 or '
+                             f'more but not remove any (--stages {saved.stages} keeps them)')
+        weights = grow_stages(weights, saved.stages, model_config.stages)
+        print(f'--init-weights: the network had {saved.stages} stages; stages '
+              f'{saved.stages + 1}-{model_config.stages} start as copies of stage {saved.stages}')
+    model.load_state_dict(weights)
 
 
 def _describe_size(sizes: dict[str, int]) -> str:
@@ -402,7 +423,7 @@ class TaskSetup:
 
 def keypoint_setup(config: dict) -> TaskSetup:
     """The CPM on hand crops: PCK validation, PCK curve and belief-map figures."""
-    overrides = {'input_size': config['input_size']} if config['input_size'] else {}
+    overrides = {name: config.get(name) for name in ('input_size', 'stages') if config.get(name)}
     model_config = get_config(config['variant'], **overrides)
     codec = HeatmapCodec(input_size=model_config.input_size, stride=model_config.stride,
                          sigma=config['sigma'])

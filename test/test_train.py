@@ -162,6 +162,23 @@ def test_init_weights_starts_a_new_run_from_another_runs_network(tmp_path, datas
     for key, value in source['model'].items():
         if 'running_' not in key and value.is_floating_point():
             assert torch.allclose(value, finer['model'][key], atol=1e-6), key
+    # More stages: the added ones start as copies of the last; fewer are refused.
+    assert train.main(short_run(*dataset_dirs, tmp_path / 'deeper', '--epochs', '1', '--lr', '1e-12',
+                                '--warmup-steps', '1', '--stages', '5',
+                                '--init-weights', str(first / 'last.pt'))) == 0
+    assert 'had 3 stages; stages 4-5 start as copies of stage 3' in capsys.readouterr().out
+    deeper = load_checkpoint(tmp_path / 'deeper' / 'last.pt')
+    assert deeper['model_config']['stages'] == 5
+    for key, value in source['model'].items():
+        if 'running_' in key or not value.is_floating_point():
+            continue
+        assert torch.allclose(value, deeper['model'][key], atol=1e-6), key
+        if key.startswith('stages.2.'):
+            for added in ('stages.3.', 'stages.4.'):
+                assert torch.allclose(value, deeper['model'][added + key[9:]], atol=1e-6), key
+    assert train.main(short_run(*dataset_dirs, tmp_path / 'shallower', '--epochs', '1',
+                                '--init-weights', str(tmp_path / 'deeper' / 'last.pt'))) == 2
+    assert 'has 5 stages, this run 3' in capsys.readouterr().err
     # Another variant is not.
     assert train.main(short_run(*dataset_dirs, tmp_path / 'other', '--epochs', '1',
                                 '--variant', 'cpm-lite', '--init-weights', str(first / 'last.pt'))) == 2
