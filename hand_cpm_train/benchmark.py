@@ -110,13 +110,19 @@ def benchmark_training(config, batch: int, steps: int, time_limit: float) -> tup
     return batch / statistics.median(train_times), batch / statistics.median(eval_times)
 
 
-def benchmark_variant(name: str, args, peak: float, directory: Path, progress) -> dict:
-    config = get_config(name)
+def benchmark_variant(name: str, stages: int | None, args, peak: float, directory: Path,
+                      progress) -> dict:
+    """One keypoint variant (with `stages` CPM stages, or its own number if None) on each backend
+    and batch size, and its training speed unless --skip-train."""
+    config = get_config(name, **({'stages': stages} if stages else {}))
+    if stages and stages != VARIANTS[name].stages:
+        name = f'{name}, {stages} stages'
     gflops = count_gflops(config)
     model = build_model(config).eval()
     codec = HeatmapCodec(input_size=config.input_size, stride=config.stride).to_dict()
-    files = {'onnxruntime': directory / f'{name}.onnx', 'torch': directory / f'{name}.pt',
-             INT8_BACKEND: directory / f'{name}.int8.onnx'}
+    stem = f'{config.name}-{config.stages}'
+    files = {'onnxruntime': directory / f'{stem}.onnx', 'torch': directory / f'{stem}.pt',
+             INT8_BACKEND: directory / f'{stem}.int8.onnx'}
     if 'onnxruntime' in args.backends or INT8_BACKEND in args.backends:
         export_onnx(model, config, codec, files['onnxruntime'])
     if INT8_BACKEND in args.backends:  # noise calibration: ranges do not change the speed
@@ -145,8 +151,8 @@ def benchmark_variant(name: str, args, peak: float, directory: Path, progress) -
                          'gflops': gflops, 'floor_ms': 1e3 * gflops / peak,
                          'efficiency': gflops * batch / peak / median})
             progress.update()
-    result = {'variant': name, 'gflops': gflops, 'input_size': config.input_size,
-              'latency': rows}
+    result = {'variant': name, 'stages': config.stages, 'gflops': gflops,
+              'input_size': config.input_size, 'latency': rows}
     if not args.skip_train:
         progress.set_description(f'{name} training')
         train_rate, eval_rate = benchmark_training(config, args.train_batch, args.train_steps,
@@ -211,6 +217,9 @@ def get_args_parser() -> argparse.ArgumentParser:
         description='Latency, throughput and training speed of the CPM variants on this CPU.')
     parser.add_argument('--variants', nargs='*', default=list(VARIANTS), choices=list(VARIANTS),
                         help='variants to measure (default: all; none with an empty list)')
+    parser.add_argument('--stages', nargs='+', type=int, metavar='N',
+                        help="measure each variant with these numbers of CPM stages, e.g. 3 5 "
+                             "(hand-cpm-train --stages); default: each variant's own")
     parser.add_argument('--backends', nargs='+', default=list(BACKENDS),
                         choices=(*BACKENDS, INT8_BACKEND),
                         help=f'backends to measure (default: {" ".join(BACKENDS)}; '
@@ -245,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                 if getattr(args, name) < 1]
     problems += ['--batches must be >= 1'] if min(args.batches) < 1 else []
     problems += ['--warmup must be >= 0'] if args.warmup < 0 else []
+    problems += ['--stages must be >= 1'] if args.stages and min(args.stages) < 1 else []
     if args.json and Path(args.json).exists() and not args.overwrite:
         problems.append(f'{args.json} exists; pass --overwrite to replace it')
     localizer_configs = [LOCALIZER_VARIANTS[name] for name in args.localizers]
@@ -260,13 +270,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(args.threads)
     peak = measure_peak_gflops(args.threads)
-    steps = len(args.variants) * (len(args.backends) * len(args.batches) + (not args.skip_train)) \
+    variants = [(name, stages) for name in args.variants for stages in (args.stages or [None])]
+    steps = len(variants) * (len(args.backends) * len(args.batches) + (not args.skip_train)) \
         + 2 * len(localizer_configs)
     results = []
     with tempfile.TemporaryDirectory(prefix='hand-cpm-benchmark-') as directory, \
             tqdm(total=steps, unit='measurement') as progress:
-        for name in args.variants:
-            results.append(benchmark_variant(name, args, peak, Path(directory), progress))
+        for name, stages in variants:
+            results.append(benchmark_variant(name, stages, args, peak, Path(directory), progress))
         localizers = [benchmark_localizer(config, args, Path(directory), progress)
                       for config in localizer_configs]
     print(markdown(results, peak, args, localizers))

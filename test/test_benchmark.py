@@ -24,3 +24,17 @@ def test_localizer_is_measured_at_each_frame_size_asked(tmp_path, capsys):
     assert 'multiples of 32' in capsys.readouterr().err
     assert benchmark.main(['--variants', '--skip-train', '--json', str(out)]) == 2
     assert 'exists' in capsys.readouterr().err
+
+
+def test_keypoint_variant_is_measured_with_each_number_of_stages_asked(tmp_path, capsys):
+    out = tmp_path / 'bench.json'
+    assert benchmark.main(['--variants', 'cpm-lite-s', '--stages', '3', '5', '--backends',
+                           'onnxruntime', '--batches', '1', '--skip-train', '--localizers',
+                           '--runs', '1', '--warmup', '0', '--threads', '1', '--json', str(out)]) == 0
+    results = json.loads(out.read_text())['results']
+    assert [(entry['variant'], entry['stages']) for entry in results] == \
+        [('cpm-lite-s', 3), ('cpm-lite-s, 5 stages', 5)]
+    assert results[1]['gflops'] > results[0]['gflops'] * 1.15   # two stages of 0.10 GFLOPs each
+    assert '| cpm-lite-s, 5 stages |' in capsys.readouterr().out
+    assert benchmark.main(['--variants', 'cpm-lite-s', '--stages', '0', '--skip-train']) == 2
+    assert '--stages must be >= 1' in capsys.readouterr().err
