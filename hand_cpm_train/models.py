@@ -264,7 +264,8 @@ class SeparableResidual(nn.Module):
         return self.relu(x + self.block(x))
 
 
-def grow_stages(state: dict[str, torch.Tensor], stages: int, new_stages: int) -> dict[str, torch.Tensor]:
+def grow_stages(state: dict[str, torch.Tensor], stages: int,
+                new_stages: int) -> dict[str, torch.Tensor]:
     """The state dict of a `stages`-stage network grown to `new_stages`: each added stage starts as
     a copy of the last one (stages 2.. all see [maps, features], so their shapes match), so the
     grown network begins by refining its maps once more rather than from random weights."""

@@ -315,8 +315,10 @@ def load_initial_weights(model: nn.Module, path: str, task: str, model_config) -
                              f'{model_config.stages}: a run can add stages to a network of 2 or '
                              f'more but not remove any (--stages {saved.stages} keeps them)')
         weights = grow_stages(weights, saved.stages, model_config.stages)
-        print(f'--init-weights: the network had {saved.stages} stages; stages '
-              f'{saved.stages + 1}-{model_config.stages} start as copies of stage {saved.stages}')
+        added = (f'stage {model_config.stages} starts' if model_config.stages == saved.stages + 1
+                 else f'stages {saved.stages + 1}-{model_config.stages} start')
+        print(f'--init-weights: the network had {saved.stages} stages; {added} as copies of stage '
+              f'{saved.stages}')
     model.load_state_dict(weights)
 
 
