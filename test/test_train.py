@@ -151,31 +151,32 @@ def test_init_weights_starts_a_new_run_from_another_runs_network(tmp_path, datas
     assert train.main(short_run(*dataset_dirs, tmp_path / 'from_older', '--epochs', '1',
                                 '--init-weights', str(tmp_path / 'older.pt'))) == 0
 
+    def start_unchanged(name, *extra):
+        """A run from first/last.pt at lr 1e-12 (its weights stay the source's): its checkpoint."""
+        assert train.main(short_run(*dataset_dirs, tmp_path / name, '--epochs', '1', '--lr', '1e-12',
+                                    '--warmup-steps', '1', '--init-weights', str(first / 'last.pt'),
+                                    *extra)) == 0
+        started = load_checkpoint(tmp_path / name / 'last.pt')
+        for key, value in source['model'].items():
+            if 'running_' not in key and value.is_floating_point():
+                assert torch.allclose(value, started['model'][key], atol=1e-6), key
+        return started
+
     capsys.readouterr()
     # Another input size is the same network (fully convolutional): a run may fine-tune at 96.
-    assert train.main(short_run(*dataset_dirs, tmp_path / 'finer', '--epochs', '1', '--lr', '1e-12',
-                                '--warmup-steps', '1', '--input-size', '96',
-                                '--init-weights', str(first / 'last.pt'))) == 0
+    finer = start_unchanged('finer', '--input-size', '96')
     assert 'trained at input 64 px; this run trains it at input 96 px' in capsys.readouterr().out
-    finer = load_checkpoint(tmp_path / 'finer' / 'last.pt')
     assert finer['model_config']['input_size'] == 96
-    for key, value in source['model'].items():
-        if 'running_' not in key and value.is_floating_point():
-            assert torch.allclose(value, finer['model'][key], atol=1e-6), key
     # More stages: the added ones start as copies of the last; fewer are refused.
-    assert train.main(short_run(*dataset_dirs, tmp_path / 'deeper', '--epochs', '1', '--lr', '1e-12',
-                                '--warmup-steps', '1', '--stages', '5',
-                                '--init-weights', str(first / 'last.pt'))) == 0
+    deeper = start_unchanged('deeper', '--stages', '5')
     assert 'had 3 stages; stages 4-5 start as copies of stage 3' in capsys.readouterr().out
-    deeper = load_checkpoint(tmp_path / 'deeper' / 'last.pt')
     assert deeper['model_config']['stages'] == 5
-    for key, value in source['model'].items():
-        if 'running_' in key or not value.is_floating_point():
-            continue
-        assert torch.allclose(value, deeper['model'][key], atol=1e-6), key
-        if key.startswith('stages.2.'):
-            for added in ('stages.3.', 'stages.4.'):
-                assert torch.allclose(value, deeper['model'][added + key[9:]], atol=1e-6), key
+    last_stage = {key: value for key, value in source['model'].items() if key.startswith('stages.2.')
+                  and 'running_' not in key and value.is_floating_point()}
+    assert last_stage
+    for key, value in last_stage.items():
+        for added in ('stages.3.', 'stages.4.'):
+            assert torch.allclose(value, deeper['model'][added + key[9:]], atol=1e-6), key
     assert train.main(short_run(*dataset_dirs, tmp_path / 'shallower', '--epochs', '1',
                                 '--init-weights', str(tmp_path / 'deeper' / 'last.pt'))) == 2
     assert 'has 5 stages, this run 3' in capsys.readouterr().err
