@@ -89,6 +89,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='keypoints below this confidence do not shape boxes or drawings')
     parser.add_argument('--hand-threshold', type=float, default=PipelineSettings.hand_threshold,
                         help='hands scoring below this are dropped')
+    parser.add_argument('--new-hand-threshold', type=float,
+                        default=PipelineSettings.new_hand_threshold,
+                        help='a hand that no track of the previous video frame continues (every '
+                             'hand in an image) must score this much')
     parser.add_argument('--crop-margin', type=float, default=PipelineSettings.crop_margin,
                         help='margin around the box before cropping, fraction of its side')
     parser.add_argument('--flip-averaging', action='store_true',
@@ -203,7 +207,8 @@ def run(args: argparse.Namespace) -> None:
                                 crop_margin=args.crop_margin,
                                 flip_averaging=args.flip_averaging,
                                 keypoint_threshold=args.keypoint_threshold,
-                                hand_threshold=args.hand_threshold)
+                                hand_threshold=args.hand_threshold,
+                                new_hand_threshold=args.new_hand_threshold)
     except (BackendError, ValueError) as error:
         raise CliError(str(error)) from error
     if outputs:

@@ -69,6 +69,7 @@ REGIONS_BUFFER = 30  # HandRegions messages kept (and queued by DDS): about 1 s 
 PIPELINE_PARAMETERS = {
     'keypoint_threshold': 'keypoint_threshold',
     'hand_threshold': 'hand_threshold',
+    'new_hand_threshold': 'new_hand_threshold',
     'min_hand_size': 'min_hand_size',
     'max_hands': 'max_hands',
     'crop_margin': 'crop_margin',
@@ -128,6 +129,10 @@ PARAMETERS = {
         floating_point_range=_float_range(0.0, 1.0))),
     'hand_threshold': (PipelineSettings.hand_threshold, dict(
         description='Hands whose score is below this are dropped and their track ends',
+        floating_point_range=_float_range(0.0, 1.0))),
+    'new_hand_threshold': (PipelineSettings.new_hand_threshold, dict(
+        description='With tracking, a hand that continues no track must score this much to start '
+                    'one (weaker hands only continue tracks)',
         floating_point_range=_float_range(0.0, 1.0))),
     'min_hand_size': (PipelineSettings.min_hand_size, dict(
         description='Hands whose keypoint box is smaller than this fraction of the image\'s '

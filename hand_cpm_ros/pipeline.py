@@ -86,6 +86,9 @@ class PipelineSettings:
     # A localiser hand scores (mean keypoint confidence) x (localiser score); the keypoint network
     # gives about 0.6 on a hand, so 0.15 keeps what the localiser's own threshold (0.35) keeps.
     hand_threshold: float = 0.15
+    # With tracking, a hand that continues no track must score this much to start one (as trackers
+    # that start tracks on confident detections only and continue them on weaker ones).
+    new_hand_threshold: float = 0.25
     # Hands whose keypoint box is smaller than this fraction of the image's shorter side are
     # dropped. On a crop without a hand the keypoint network tends to put every keypoint near the
     # centre; a track built on it would then shrink, frame by frame, to a few pixels and live on. The
@@ -113,7 +116,7 @@ class PipelineSettings:
         if not (math.isfinite(self.crop_margin) and 0.0 <= self.crop_margin <= 2.0):
             raise ValueError(f'crop_margin must be in [0, 2] (fraction of the box side added on '
                              f'each side), got {self.crop_margin}')
-        for name in ('keypoint_threshold', 'hand_threshold', 'min_hand_size'):
+        for name in ('keypoint_threshold', 'hand_threshold', 'new_hand_threshold', 'min_hand_size'):
             value = getattr(self, name)
             if not (math.isfinite(value) and 0.0 <= value <= 1.0):
                 raise ValueError(f'{name} must be in [0, 1], got {value}')
@@ -469,10 +472,14 @@ class HandPipeline:
         tracks = self.tracker.update(
             [Observation(hand.keypoints, hand.scores, hand.box,
                          int(hand.proposal.handedness), hand.proposal.handedness_score,
-                         hand.proposal.score, continues=hand.proposal.regrown_track)
+                         hand.proposal.score, continues=hand.proposal.regrown_track,
+                         score=hand.score)
              for hand in kept],
-            frame_time)
+            frame_time, min_new_score=settings.new_hand_threshold if settings.tracking else 0.0)
         for hand, track in zip(kept, tracks):
+            if track is None:
+                result.dropped['weak_new_hand'] += 1
+                continue
             box = hand.box if not settings.smoothing else self._hand_box(
                 track.keypoints, hand.scores, hand.proposal.box, settings, width, height)
             result.hands.append(Hand(

@@ -90,6 +90,7 @@ class Observation:
     is there (a localiser score, 1 for an external ROI, a track's faded evidence). `continues`: the
     id of a track this hand continues whatever their similarity (found in that track's crop after
     the crop regrew from a part of the hand to all of it, so its box changed too much to match).
+    `score`: the hand's score (mean keypoint confidence x evidence), which a new track must reach.
     """
     keypoints: np.ndarray  # (21, 2) source pixels
     scores: np.ndarray  # (21,)
@@ -98,6 +99,7 @@ class Observation:
     handedness_score: float = 0.0
     evidence: float = 1.0
     continues: int | None = None
+    score: float = 1.0
 
 
 @dataclass
@@ -186,10 +188,12 @@ class HandTracker:
             track.keypoints, track.scores >= self.keypoint_threshold,
             observation.keypoints, observation.scores >= self.keypoint_threshold, scale))
 
-    def update(self, observations: list[Observation], time: float) -> list[Track]:
+    def update(self, observations: list[Observation], time: float,
+               min_new_score: float = 0.0) -> list[Track | None]:
         """Assign every observation to a track (continued or new), in the same order; smooth the
         keypoints of continued tracks when smoothing is on. `time` is in seconds. Observations
-        that name the track they continue get it first (when it is still there)."""
+        that name the track they continue get it first (when it is still there). An observation
+        that continues no track and scores below `min_new_score` starts none: None in its place."""
         matched_track_of: dict[int, int] = {}
         used_tracks: set[int] = set()
         index_of_id = {track.track_id: t for t, track in enumerate(self._tracks)}
@@ -214,6 +218,9 @@ class HandTracker:
             if o in matched_track_of:
                 track = self._tracks[matched_track_of[o]]
                 track.age += 1
+            elif obs.score < min_new_score:
+                result.append(None)
+                continue
             else:
                 track = Track(next(self._ids), obs.keypoints, obs.scores, obs.box)
             if self.smoothing:
@@ -228,5 +235,5 @@ class HandTracker:
             if obs.handedness_score > 0:
                 track.handedness, track.handedness_score = obs.handedness, obs.handedness_score
             result.append(track)
-        self._tracks = result
+        self._tracks = [track for track in result if track is not None]
         return result

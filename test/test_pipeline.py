@@ -184,6 +184,22 @@ def test_hand_found_only_by_tracking_fades_with_the_half_life_and_ends(backend):
     assert pipeline.process(grey(), stamp=8.1).num_crops == 0
 
 
+def test_weak_hand_continues_a_track_but_does_not_start_one(backend):
+    weak = FixedBoxesLocalizer([Detection((100.0, 100.0, 200.0, 200.0), 0.2, None, 0.0)])
+    pipeline = HandPipeline(backend, localizer=weak)  # hand score ~0.2 x 0.95: in [0.15, 0.25)
+    result = pipeline.process(grey(), stamp=0.0)
+    assert result.hands == [] and result.dropped['weak_new_hand'] == 1
+    assert pipeline.tracker.tracks == ()
+    pipeline.update_settings(tracking=False)  # independent frames: the hand threshold alone
+    (hand,) = pipeline.process(grey(), stamp=0.1).hands
+    assert 0.15 <= hand.score < 0.25 and hand.source == 'localizer'
+
+    pipeline = HandPipeline(backend, track_half_life=1.0)
+    (first,) = pipeline.process(grey(), rois=[(100.0, 100.0, 220.0, 240.0)], stamp=0.0).hands
+    (tracked,) = pipeline.process(grey(), stamp=2.2).hands  # evidence 0.5 ** 2.2 = 0.22
+    assert tracked.track_id == first.track_id and 0.15 <= tracked.score < 0.25
+
+
 def test_localiser_finding_a_tracked_hand_again_restores_its_evidence(backend):
     localizer = FixedBoxesLocalizer([Detection((100.0, 100.0, 200.0, 200.0), 0.8, None, 0.0)])
     pipeline = HandPipeline(backend, localizer=localizer, track_half_life=0.5,
@@ -358,7 +374,8 @@ def test_random_weight_light_variant_runs_end_to_end(tmp_path):
     config = get_config('cpm-lite-s', input_size=96)
     path = export.export_onnx(build_model(config).eval(), config,
                               HeatmapCodec(input_size=96).to_dict(), tmp_path / 'lite.onnx')
-    pipeline = HandPipeline(create_backend('onnxruntime', str(path), threads=1), hand_threshold=0.0)
+    pipeline = HandPipeline(create_backend('onnxruntime', str(path), threads=1), hand_threshold=0.0,
+                            new_hand_threshold=0.0)
     result = pipeline.process(grey(), rois=[(100.0, 100.0, 200.0, 200.0), (300.0, 100.0, 400.0, 200.0)])
     assert len(result.hands) == 2
     for hand in result.hands:

@@ -1,5 +1,6 @@
 """Tracking without ROS: One Euro filter values, id continuity, id uniqueness, crop proposals."""
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -91,6 +92,17 @@ def test_observation_naming_its_track_continues_it_however_far_it_moved():
     stale = hand_at(400, 100, size=160)
     stale.continues = 99  # no such track (any more): matched as usual, here a new track
     assert [t.track_id for t in tracker.update([stale], 0.066)] == [2]
+
+
+def test_weak_observation_continues_a_track_but_starts_none():
+    tracker = HandTracker()
+    (track,) = tracker.update([replace(hand_at(100, 100), score=0.6)], 0.0, min_new_score=0.25)
+    weak_same, weak_new = replace(hand_at(104, 100), score=0.2), replace(hand_at(400, 300), score=0.2)
+    continued, refused = tracker.update([weak_same, weak_new], 0.033, min_new_score=0.25)
+    assert continued.track_id == track.track_id and refused is None
+    assert [t.track_id for t in tracker.tracks] == [track.track_id]
+    (started,) = tracker.update([weak_new], 0.066)  # no minimum: any hand starts a track
+    assert started.track_id not in (None, track.track_id)
 
 
 def test_crossing_hands_with_overlapping_boxes_keep_their_ids():
