@@ -31,7 +31,7 @@ from hand_cpm_ros.backends.base import HANDEDNESS_OUTPUT
 from hand_cpm_ros.files import write_atomic
 from hand_cpm_train.checkpoint import load_model, runtime_metadata
 from hand_cpm_train.localizer_model import LocalizerConfig, parse_frame_size
-from hand_cpm_train.models import ModelConfig, fuse_batchnorm
+from hand_cpm_train.models import ModelConfig, fuse_batchnorm, pad_stage_maps
 
 DEFAULT_OPSET = 18
 INPUT_NAME = 'image'
@@ -72,7 +72,7 @@ def export_onnx(model: nn.Module, config: ModelConfig | LocalizerConfig, codec_d
     import onnx
 
     path = Path(path)
-    inference_model = fuse_batchnorm(model).cpu()
+    inference_model = pad_stage_maps(fuse_batchnorm(model)).cpu()
     (height, width), output_names, doc = _graph_spec(config)
     if len(output_names) == 2:
         inference_model = _MapsAndHandedness(inference_model).eval()

@@ -76,6 +76,11 @@ def test_onnx_passes_checker_and_has_named_io_with_dynamic_batch(exported):
     assert dims[0].dim_param and not dims[0].dim_value  # symbolic batch
     assert [d.dim_value for d in dims[1:]] == [3, config.input_size, config.input_size]
     assert 'BatchNormalization' not in {node.op_type for node in proto.graph.node}
+    if config.name != 'cpm-vgg19':   # light CPMs hand 24 maps (22 and 2 zero) from stage to stage
+        weights = {tensor.name: tensor.dims for tensor in proto.graph.initializer}
+        conv_outputs = [weights[node.input[1]][0] for node in proto.graph.node
+                        if node.op_type == 'Conv' and node.input[1] in weights]
+        assert 22 not in conv_outputs and 'Slice' in {node.op_type for node in proto.graph.node}
 
 
 def test_onnx_metadata_round_trip(exported):
