@@ -7,7 +7,8 @@ de-duplicated (the best-scoring proposal wins; boxes are one hand when their IoU
 square crop with a margin, ALL crops go through the backend in one batch, the codec decodes the
 belief maps straight into source pixels, hands below `hand_threshold` or `min_hand_size` are
 dropped, duplicates (two proposals that found the same hand) are removed and the tracker gives
-ids across frames. A hand's side comes from the keypoint network when it has a handedness head and
+ids across frames; with tracking, a hand that continues no track must reach `new_hand_threshold`
+to start one. A hand's side comes from the keypoint network when it has a handedness head and
 is sure enough (MIN_HANDEDNESS_SCORE), else from its proposal (the localiser, or the side its
 track last had).
 A hand's score is its mean keypoint confidence times the evidence of the proposal that found it:

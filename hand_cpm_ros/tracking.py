@@ -5,7 +5,9 @@ Pure numpy (no ROS, no torch): HandPipeline uses it for the node and the offline
 A track lives exactly as long as its hand is found in consecutive frames; ids come from one counter
 per tracker and are never reused. Each track keeps the evidence that a hand is there (the score of
 the localiser box or ROI that found it) and that evidence fades with a half-life while only the
-track itself finds the hand again: the keypoint network alone cannot keep a false box alive.
+track itself finds the hand again: the keypoint network alone cannot keep a false box alive. A
+hand may have to score more to start a track than to continue one (HandTracker.update's
+min_new_score), so that one weak false box does not start a track that feeds itself its own crops.
 """
 from __future__ import annotations
 
