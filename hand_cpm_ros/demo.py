@@ -1,7 +1,8 @@
 """hand-cpm-demo: the whole system on a demo stream, recorded and summarised for a person.
 
     hand-cpm-demo [--out DIR] [--frames N] [--fps 30] [--hands 1|2|both] [--video FILE | --bag DIR]
-                  [--model PATH] [--localizer PATH] [--backend NAME] [--seed S] [--overwrite]
+                  [--model PATH] [--localizer PATH] [--backend NAME] [--seed S] [--offline]
+                  [--overwrite]
 
 Starts hand_cpm_node as a subprocess (its ROS log under DIR/ros_log, discovery limited to this
 machine, topics under the /hand_cpm_demo namespace so a running camera is never mixed in), waits for
@@ -26,6 +27,12 @@ node without tracking: the keypoint network is then evaluated alone, on the true
 without a hand localiser (track ids are then new every frame). The node uses a frame's own boxes
 only, so they must be there before the frame; the lead covers a message lost in transit and sent
 again (reliable QoS), which took about 0.3 s on the build machine.
+
+--offline runs no node: every frame goes through the node's HandPipeline in this process, in turn,
+stamped as if played at --fps (the tracker's clock), with the node's defaults and the pipeline's
+--param values. Nothing is dropped and nothing else shares the CPU, so two runs give the same hands:
+for comparing settings or models without the noise of DDS and a shared machine. Its latency is the
+pipeline's own time per frame. The outputs are the same, without node.log.
 
 Frames are prepared (rendered, decoded) before publishing so that preparation speed never limits
 the stream. Each frame is stamped with the time it is due at --fps, and published then, also for
@@ -147,6 +154,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='give the node each frame\'s rendered truth boxes on its '
                              'hand_regions topic (evaluates the keypoint network alone: no '
                              'localiser, no tracking)')
+    parser.add_argument('--offline', action='store_true',
+                        help='run no node: every frame through the node\'s pipeline in this '
+                             'process, in turn (the same hands on every run; --param takes the '
+                             'pipeline\'s parameters)')
     return parser
 
 
@@ -671,8 +682,9 @@ def write_outputs(out_dir: Path, frames: list[Frame], records: list[dict], recor
 def describe(summary: dict) -> str:
     """The human summary printed at the end."""
     published, processed = summary['frames_published'], summary['frames_processed']
-    lines = [f'hand-cpm-demo: {summary["source"]}, {published} frames at '
-             f'{summary["publish_rate_hz"]} Hz',
+    rate = (f'offline, every frame in turn, stamped at {summary["fps_requested"]} Hz'
+            if summary.get('offline') else f'at {summary["publish_rate_hz"]} Hz')
+    lines = [f'hand-cpm-demo: {summary["source"]}, {published} frames {rate}',
              f'  frames processed  {processed} of {published} (dropped '
              f'{summary["frames_dropped"]}, {100 * summary["frames_dropped"] / published:.1f} %)']
     hands = summary['hands_per_frame']
@@ -706,11 +718,120 @@ def describe(summary: dict) -> str:
                  f'{latency["p95"]:.1f} ms (receive time - stamp)')
     diagnostics = summary['node_diagnostics']
     if diagnostics:
-        lines.append(f'  node              {diagnostics.get("backend", "?")}; its latency median '
+        lines.append(f'  {"pipeline" if summary.get("offline") else "node":<18}'
+                     f'{diagnostics.get("backend", "?")}; its latency median '
                      f'{diagnostics.get("latency median (ms)", "?")} ms, p95 '
                      f'{diagnostics.get("latency p95 (ms)", "?")} ms; dropped '
                      f'{diagnostics.get("dropped frames", "?")}')
     return '\n'.join(lines)
+
+
+# ---------------------------------------------------------------------------------- offline
+# Node parameters an offline run uses besides the pipeline's (hand_cpm_ros.node.PIPELINE_PARAMETERS).
+OFFLINE_NODE_PARAMETERS = ('threads', 'localizer_threads', 'localizer_threshold', 'heatmap_alpha')
+
+
+@dataclass
+class OfflineRecording:
+    """What an offline run hands to evaluate() and write_outputs() in place of a Recorder: the hands
+    messages (with their 'arrival': stamp + the pipeline's time) and heatmap views by stamp, and
+    the pipeline's figures in place of the node's diagnostics."""
+    hands: dict
+    heatmaps: dict
+    diagnostics: dict
+
+
+def offline_parameters(assignments: Sequence[str]) -> dict:
+    """The node's defaults of the parameters an offline run uses, with the NAME:=VALUE
+    `assignments` (YAML values, as ros2 reads them) applied; DemoError for another name or a
+    value of the wrong type."""
+    import yaml
+
+    from .node import PARAMETERS, PIPELINE_PARAMETERS
+
+    values = {name: PARAMETERS[name][0] for name in (*PIPELINE_PARAMETERS, *OFFLINE_NODE_PARAMETERS)}
+    for assignment in assignments:
+        name, _, text = assignment.partition(':=')
+        if name not in values:
+            raise DemoError(f'--param {name} does not apply with --offline (no node runs); it '
+                            f'takes {", ".join(sorted(values))}')
+        value, default = yaml.safe_load(text), values[name]
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not type(default):
+            kind = {bool: 'true or false', int: 'an integer', float: 'a number'}.get(
+                type(default), 'a string')
+            raise DemoError(f'--param {assignment}: {name} takes {kind}, e.g. '
+                            f'{name}:={json.dumps(default)}')
+        values[name] = value
+    return values
+
+
+def offline_pipeline(model: Path, localizer: Path | None, backend: str, values: dict,
+                     regions_from_truth: bool):
+    """The node's HandPipeline as hand_cpm_node builds it from these parameter `values` (no
+    tracking with `regions_from_truth`, as the demo's node runs then)."""
+    from .backends import BackendError, create_backend
+    from .localizer import HandLocalizer, localizer_backend_threads
+    from .node import PIPELINE_PARAMETERS
+    from .pipeline import HandPipeline
+
+    threads = values['threads'] or None
+    settings = {field: values[name] for name, field in PIPELINE_PARAMETERS.items()}
+    if regions_from_truth:
+        settings['tracking'] = False
+    try:
+        boxes = None
+        if localizer is not None:
+            is_engine = localizer.suffix not in ('.onnx', '.pt')
+            boxes = HandLocalizer(
+                create_backend('auto', model_path=None if is_engine else str(localizer),
+                               engine_path=str(localizer) if is_engine else None,
+                               threads=localizer_backend_threads(
+                                   localizer, values['localizer_threads'], threads),
+                               logger=lambda text: None),
+                score_threshold=values['localizer_threshold'], max_hands=8)
+        return HandPipeline(create_backend(backend, model_path=str(model), threads=threads,
+                                           logger=lambda text: None),
+                            localizer=boxes, **settings)
+    except (BackendError, ValueError) as error:
+        raise DemoError(str(error)) from error
+
+
+def play_offline(frames: list[Frame], fps: float, pipeline, regions_from_truth: bool,
+                 heatmap_alpha: float) -> tuple[list[int], OfflineRecording]:
+    """Every frame through `pipeline` in turn, stamped at `fps` from 0; the stamps and the
+    recording. A frame's heatmap view is drawn as the node draws it."""
+    from std_msgs.msg import Header
+
+    from .pipeline import draw_result
+    from .ros_messages import hands_to_msg
+
+    recording = OfflineRecording({}, {}, {})
+    stamps, times_ms = [], []
+    for index, frame in enumerate(_progress(frames, len(frames), 'processing')):
+        stamp = round(index * 1e9 / fps)
+        _set_stamp(frame, stamp)
+        image = frame.image()
+        width, height = frame.size
+        rois = [clip_box(hand['box'], width, height) for hand in frame.truth] \
+            if regions_from_truth else ()
+        started = time.perf_counter()
+        result = pipeline.process(image, rois=rois, stamp=stamp * 1e-9)
+        times_ms.append(1e3 * (time.perf_counter() - started))
+        recording.hands[stamp] = (hands_to_msg(result, Header(stamp=frame.msg.header.stamp)),
+                                  stamp + round(1e6 * times_ms[-1]))
+        view = draw_result(image, result, pipeline.settings.keypoint_threshold, heatmap_alpha)
+        recording.heatmaps[stamp] = cv2.imencode(
+            '.jpg', view, [cv2.IMWRITE_JPEG_QUALITY, HEATMAP_JPEG_QUALITY])[1].tobytes()
+        stamps.append(stamp)
+    recording.diagnostics = {
+        'backend': pipeline.backend.describe(),
+        'latency median (ms)': f'{np.median(times_ms):.3f}',
+        'latency p95 (ms)': f'{np.percentile(times_ms, 95):.3f}', 'dropped frames': '0',
+        **{f'hands dropped: {reason}': str(count)
+           for reason, count in sorted(pipeline.dropped_total.items()) if count}}
+    return stamps, recording
 
 
 # ---------------------------------------------------------------------------------- main
@@ -790,6 +911,7 @@ def run(args: argparse.Namespace) -> int:
         raise DemoError(f'--video {args.video} does not exist or is not a file')
     if args.bag is not None and not args.bag.exists():
         raise DemoError(f'--bag {args.bag} does not exist')
+    values = offline_parameters(args.param) if args.offline else None
     out_dir = prepare_out_dir(args)
     if localizer is None and not args.regions_from_truth:
         print('hand-cpm-demo: note: no hand localiser (no --localizer, no '
@@ -813,33 +935,42 @@ def run(args: argparse.Namespace) -> int:
         else:
             frames = rendered_frames(args.frames, args.hands, args.seed)
             source = f'rendered stream (hands: {args.hands}, seed {args.seed})'
-        recorder = Recorder(context)
-        process = start_node(node_command(model, localizer, args.backend,
-                                          args.regions_from_truth, args.param), out_dir)
-        wait_connected(recorder, args.regions_from_truth, process, out_dir)
-        warm_up(recorder, frames[0], args.regions_from_truth, process, out_dir)
-        stamps, rate = play(recorder, frames, args.fps, args.regions_from_truth, process, out_dir)
-        exit_code = stop_node(process)
-        if exit_code != 0:
-            raise node_failure(process, out_dir)
+        if args.offline:
+            pipeline = offline_pipeline(model, localizer, args.backend, values,
+                                        args.regions_from_truth)
+            stamps, recorder = play_offline(frames, args.fps, pipeline, args.regions_from_truth,
+                                            values['heatmap_alpha'])
+            rate = math.nan
+        else:
+            recorder = Recorder(context)
+            process = start_node(node_command(model, localizer, args.backend,
+                                              args.regions_from_truth, args.param), out_dir)
+            wait_connected(recorder, args.regions_from_truth, process, out_dir)
+            warm_up(recorder, frames[0], args.regions_from_truth, process, out_dir)
+            stamps, rate = play(recorder, frames, args.fps, args.regions_from_truth, process,
+                                out_dir)
+            exit_code = stop_node(process)
+            if exit_code != 0:
+                raise node_failure(process, out_dir)
         summary, records = evaluate(frames, stamps, recorder)
         video_path, gif_path, gif_note = write_outputs(out_dir, frames, records, recorder,
                                                        args.fps)
     finally:
         if process is not None:
             stop_node(process)
-        if recorder is not None:
+        if isinstance(recorder, Recorder):
             recorder.close()
         context.try_shutdown()
 
     summary = {'source': source, 'model': str(model),
                'localizer': None if localizer is None else str(localizer),
                'backend': args.backend, 'node_parameters': args.param,
-               'regions_from_truth': args.regions_from_truth,
+               'regions_from_truth': args.regions_from_truth, 'offline': args.offline,
                'fps_requested': args.fps, 'publish_rate_hz': _finite_or_none(rate),
                **summary, 'node_diagnostics': recorder.diagnostics,
                'outputs': {'video': video_path.name, 'gif': None if gif_path is None else gif_path.name,
-                           'results': 'results.jsonl', 'node_log': 'node.log'}}
+                           'results': 'results.jsonl',
+                           'node_log': None if args.offline else 'node.log'}}
     (out_dir / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n')
     with (out_dir / 'results.jsonl').open('w') as stream:
         for record in records:
@@ -848,7 +979,7 @@ def run(args: argparse.Namespace) -> int:
     if gif_note:
         print(gif_note)
     print(f'outputs in {out_dir}: {video_path.name}, {"" if gif_path is None else gif_path.name + ", "}'
-          'summary.json, results.jsonl, node.log')
+          f'summary.json, results.jsonl{"" if args.offline else ", node.log"}')
     if summary['frames_processed'] == 0:
         print(f'hand-cpm-demo: error: the node processed none of the {len(stamps)} frames; see '
               f'{out_dir / "node.log"}', file=sys.stderr)

@@ -230,3 +230,35 @@ def test_with_a_localiser_hands_are_found_and_tracked(model_path, tmp_path,
     assert len(track_ids) == 1  # the same two tracks in every frame
     assert summary['hands_per_frame'] == 2.0 and summary['truth_hands_per_frame'] == 1.0
     assert summary['detection']['false_positives'] >= len(processed)  # one of the two is not there
+
+
+def test_offline_finds_the_same_hands_on_every_run(tmp_path):
+    """--offline with the shipped models: every frame processed in turn, stamped at --fps; a second
+    run gives the very same hands (no node, no DDS, nothing dropped)."""
+    runs = []
+    for name in ('first', 'second'):
+        out = tmp_path / name
+        assert demo.main(['--offline', '--out', str(out), '--frames', '10', '--hands', '1',
+                          '--seed', '2', '--param', 'localizer_interval:=2']) == 0
+        runs.append((json.loads((out / 'summary.json').read_text()),
+                     [json.loads(line) for line in (out / 'results.jsonl').read_text().splitlines()]))
+    (summary, records), (_, again) = runs
+    assert summary['offline'] and summary['node_parameters'] == ['localizer_interval:=2']
+    assert (summary['frames_processed'], summary['frames_dropped']) == (10, 0)
+    assert [record['stamp_ns'] for record in records] == [round(i * 1e9 / 30) for i in range(10)]
+    assert [record['hands'] for record in records] == [record['hands'] for record in again]
+    assert summary['detection']['rate'] >= 0.9 and summary['keypoints']['pck@0.2'] > 0.8
+    assert len({hand['track_id'] for record in records for hand in record['hands']}) == 1
+    assert (out / 'demo.mp4').stat().st_size > 0 and not (out / 'node.log').exists()
+
+
+@pytest.mark.parametrize('param, message', [
+    ('engine_path:=x.engine', '--param engine_path does not apply with --offline'),
+    ('max_hands:=two', 'max_hands takes an integer, e.g. max_hands:=2'),
+    ('tracking:=1', 'tracking takes true or false'),
+    ('max_hands:=20', 'max_hands must be an integer in 1..8'),
+])
+def test_offline_refuses_parameters_it_cannot_use(capsys, tmp_path, param, message):
+    assert demo.main(['--offline', '--out', str(tmp_path / 'out'), '--frames', '2',
+                      '--param', param]) == 2
+    assert message in capsys.readouterr().err
