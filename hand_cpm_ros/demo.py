@@ -772,7 +772,7 @@ def offline_pipeline(model: Path, localizer: Path | None, backend: str, values: 
     """The node's HandPipeline as hand_cpm_node builds it from these parameter `values` (no
     tracking with `regions_from_truth`, as the demo's node runs then)."""
     from .backends import BackendError, create_backend
-    from .localizer import HandLocalizer, localizer_backend_threads
+    from .localizer import load_localizer
     from .node import PIPELINE_PARAMETERS
     from .pipeline import HandPipeline
 
@@ -781,16 +781,9 @@ def offline_pipeline(model: Path, localizer: Path | None, backend: str, values: 
     if regions_from_truth:
         settings['tracking'] = False
     try:
-        boxes = None
-        if localizer is not None:
-            is_engine = localizer.suffix not in ('.onnx', '.pt')
-            boxes = HandLocalizer(
-                create_backend('auto', model_path=None if is_engine else str(localizer),
-                               engine_path=str(localizer) if is_engine else None,
-                               threads=localizer_backend_threads(
-                                   localizer, values['localizer_threads'], threads),
-                               logger=lambda text: None),
-                score_threshold=values['localizer_threshold'], max_hands=8)
+        boxes = None if localizer is None else load_localizer(
+            localizer, values['localizer_threshold'], 8, values['localizer_threads'], threads,
+            logger=lambda text: None)
         return HandPipeline(create_backend(backend, model_path=str(model), threads=threads,
                                            logger=lambda text: None),
                             localizer=boxes, **settings)

@@ -23,8 +23,7 @@ import cv2
 import numpy as np
 
 from .backends import BACKEND_NAMES, BackendError, create_backend
-from .localizer import (DEFAULT_LOCALIZER_THREADS, DEFAULT_SCORE_THRESHOLD, HandLocalizer,
-                        localizer_backend_threads)
+from .localizer import DEFAULT_LOCALIZER_THREADS, DEFAULT_SCORE_THRESHOLD, load_localizer
 from .pipeline import (DEFAULT_LOCALIZER_NAME, FrameResult, HandPipeline, PipelineSettings,
                        default_model_path, draw_result)
 
@@ -197,12 +196,9 @@ def run(args: argparse.Namespace) -> None:
         backend = create_backend(args.backend, model_path=str(model),
                                  engine_path=None if args.engine is None else str(args.engine),
                                  threads=args.threads, logger=lambda text: None)
-        localizer = None if localizer_path is None else HandLocalizer(
-            create_backend('auto', model_path=str(localizer_path),
-                           threads=localizer_backend_threads(localizer_path, args.localizer_threads,
-                                                             args.threads),
-                           logger=lambda text: None),
-            score_threshold=args.localizer_threshold, max_hands=args.max_hands)
+        localizer = None if localizer_path is None else load_localizer(
+            localizer_path, args.localizer_threshold, args.max_hands, args.localizer_threads,
+            args.threads, logger=lambda text: None)
         pipeline = HandPipeline(backend, localizer=localizer, max_hands=args.max_hands,
                                 crop_margin=args.crop_margin,
                                 flip_averaging=args.flip_averaging,

@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hand_cpm_ros.backends import create_backend
 from hand_cpm_ros.backends.base import Backend, normalize_crops
 from hand_cpm_ros.geometry import apply_affine, box_iou_matrix, clip_box, invert_affine
 
@@ -329,3 +330,17 @@ class HandLocalizer:
         outputs = self.backend.infer(normalize_crops(letterboxed[None], self.backend.info))[0]
         return self.codec.decode(outputs, input_to_source, (image.shape[1], image.shape[0]),
                                  self.score_threshold, self.max_hands, self.nms_iou)
+
+
+def load_localizer(path: Path, score_threshold: float, max_hands: int, localizer_threads: int,
+                   keypoint_threads: int | None, logger) -> HandLocalizer:
+    """The HandLocalizer of an exported localiser file: .onnx or .pt, anything else a TensorRT
+    engine, each on the 'auto' backend (threads: localizer_backend_threads). BackendError or
+    ValueError when it cannot be loaded."""
+    is_engine = path.suffix not in ('.onnx', '.pt')
+    backend = create_backend('auto', model_path=None if is_engine else str(path),
+                             engine_path=str(path) if is_engine else None,
+                             threads=localizer_backend_threads(path, localizer_threads,
+                                                               keypoint_threads),
+                             logger=logger)
+    return HandLocalizer(backend, score_threshold=score_threshold, max_hands=max_hands)

@@ -51,7 +51,7 @@ from visualization_msgs.msg import MarkerArray
 from .backends import BACKEND_NAMES, BackendError, create_backend
 from .image_conversion import ImageConversionError
 from .localizer import (DEFAULT_LOCALIZER_THREADS, DEFAULT_SCORE_THRESHOLD, HandLocalizer,
-                        localizer_backend_threads)
+                        load_localizer)
 from .msg import HandKeypointsArray, HandRegions
 from .pipeline import (DEFAULT_LOCALIZER_NAME, MAX_LOCALIZER_INTERVAL, HandPipeline,
                        PipelineSettings, default_model_path, draw_result)
@@ -340,17 +340,12 @@ class HandCpmNode(Node):
         if not path.is_file():
             raise StartupError(f'localizer_model={name!r} does not exist; give an exported '
                                f'localiser (.onnx / .pt / TensorRT engine) or "none"')
-        is_engine = path.suffix not in ('.onnx', '.pt')
         try:
-            backend = create_backend('auto', model_path=None if is_engine else str(path),
-                                     engine_path=str(path) if is_engine else None,
-                                     threads=localizer_backend_threads(
-                                         path, value['localizer_threads'], value['threads'] or None),
-                                     logger=self.get_logger().info)
             # Up to the largest max_hands: the pipeline caps the proposals with the current
             # max_hands, which may change at run time.
-            return HandLocalizer(backend, score_threshold=value['localizer_threshold'],
-                                 max_hands=8)
+            return load_localizer(path, value['localizer_threshold'], 8,
+                                  value['localizer_threads'], value['threads'] or None,
+                                  self.get_logger().info)
         except (BackendError, ValueError) as error:
             raise StartupError(f'localizer_model={str(path)!r}: {error}') from error
 

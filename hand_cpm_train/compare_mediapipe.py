@@ -56,8 +56,8 @@ from hand_cpm_ros.backends import BackendError, create_backend
 from hand_cpm_ros.files import write_atomic
 from hand_cpm_ros.geometry import box_from_keypoints, clip_box
 from hand_cpm_ros.keypoints import NUM_KEYPOINTS
-from hand_cpm_ros.localizer import (DEFAULT_LOCALIZER_THREADS, DEFAULT_SCORE_THRESHOLD, HandLocalizer,
-                                    localizer_backend_threads)
+from hand_cpm_ros.localizer import (DEFAULT_LOCALIZER_THREADS, DEFAULT_SCORE_THRESHOLD,
+                                    load_localizer)
 from hand_cpm_ros.pipeline import DEFAULT_LOCALIZER_NAME, HandPipeline, default_model_path
 from hand_cpm_train.data import (MIN_VISIBLE, _annotation_files, _image_beside, _parse_points,
                                  _read_json, read_image)
@@ -390,11 +390,8 @@ def build_pipeline(model: Path, localizer: Path, threads: int) -> tuple[HandPipe
         backend = create_backend('auto', model_path=str(model), threads=threads,
                                  logger=lambda text: None)
         # the localiser's threads as in the node
-        boxes = HandLocalizer(create_backend('auto', model_path=str(localizer),
-                                             threads=localizer_backend_threads(
-                                                 localizer, DEFAULT_LOCALIZER_THREADS, threads),
-                                             logger=lambda text: None),
-                              score_threshold=DEFAULT_SCORE_THRESHOLD, max_hands=MAX_HANDS)
+        boxes = load_localizer(localizer, DEFAULT_SCORE_THRESHOLD, MAX_HANDS,
+                               DEFAULT_LOCALIZER_THREADS, threads, logger=lambda text: None)
         pipeline = HandPipeline(backend, localizer=boxes, max_hands=MAX_HANDS, tracking=False)
     except (BackendError, ValueError) as error:
         raise CompareError(str(error)) from error
