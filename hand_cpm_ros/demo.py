@@ -64,12 +64,13 @@ from .backends import BACKEND_NAMES
 from .drawing import draw_hand, draw_label
 from .geometry import box_from_keypoints, clip_box
 from .image_conversion import ImageConversionError
-from .pipeline import DEFAULT_LOCALIZER_NAME, default_model_path
+from .pipeline import DEFAULT_LOCALIZER_NAME, MAX_LOCALIZER_INTERVAL, default_model_path
 
 NAMESPACE = '/hand_cpm_demo'
 FRAME_ID = 'demo_camera_optical_frame'
 RENDER_SIZE = (640, 480)
 MAX_FRAMES = 1800               # all frames are held in memory (about 1 MB each at 640x480)
+MAX_WARM_UP_FRAMES = MAX_LOCALIZER_INTERVAL  # --offline --warm-up-frames: any localiser phase
 DEFAULT_FRAMES = 300
 KEYPOINT_THRESHOLD = 0.2        # the node's default: keypoints below it are not drawn
 DETECTION_IOU = 0.5             # a found hand matches a true hand at this box IoU
@@ -125,6 +126,14 @@ def frame_count(text: str) -> int:
     return value
 
 
+def warm_up_count(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= MAX_WARM_UP_FRAMES:
+        raise argparse.ArgumentTypeError(
+            f'--warm-up-frames must be in 0..{MAX_WARM_UP_FRAMES}, got {text}')
+    return value
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='hand-cpm-demo',
@@ -158,6 +167,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='run no node: every frame through the node\'s pipeline in this '
                              'process, in turn (the same hands on every run; --param takes the '
                              'pipeline\'s parameters)')
+    parser.add_argument('--warm-up-frames', type=warm_up_count, default=0, metavar='N',
+                        help='with --offline: first put the stream\'s first frame through the '
+                             'pipeline N times, not recorded, as the node\'s warm-up does; this '
+                             'sets which frames the localiser runs on (localizer_interval)')
     return parser
 
 
@@ -792,26 +805,33 @@ def offline_pipeline(model: Path, localizer: Path | None, backend: str, values: 
 
 
 def play_offline(frames: list[Frame], fps: float, pipeline, regions_from_truth: bool,
-                 heatmap_alpha: float) -> tuple[list[int], OfflineRecording]:
-    """Every frame through `pipeline` in turn, stamped at `fps` from 0; the stamps and the
-    recording. A frame's heatmap view is drawn as the node draws it."""
+                 heatmap_alpha: float, warm_up_frames: int = 0) -> tuple[list[int], OfflineRecording]:
+    """Every frame through `pipeline` in turn, stamped at `fps` from 0, after `warm_up_frames`
+    unrecorded passes of the first frame stamped before 0; the stamps and the recording. A frame's
+    heatmap view is drawn as the node draws it."""
     from std_msgs.msg import Header
 
     from .pipeline import draw_result
     from .ros_messages import hands_to_msg
 
+    def regions(frame: Frame) -> list:
+        width, height = frame.size
+        return [clip_box(hand['box'], width, height) for hand in frame.truth] \
+            if regions_from_truth else []
+
+    for index in range(-warm_up_frames, 0):
+        pipeline.process(frames[0].image(), rois=regions(frames[0]), stamp=index / fps)
     recording = OfflineRecording({}, {}, {})
-    stamps, times_ms = [], []
+    stamps, times_ms, localized = [], [], 0
     for index, frame in enumerate(_progress(frames, len(frames), 'processing')):
         stamp = round(index * 1e9 / fps)
         _set_stamp(frame, stamp)
         image = frame.image()
-        width, height = frame.size
-        rois = [clip_box(hand['box'], width, height) for hand in frame.truth] \
-            if regions_from_truth else ()
+        rois = regions(frame)
         started = time.perf_counter()
         result = pipeline.process(image, rois=rois, stamp=stamp * 1e-9)
         times_ms.append(1e3 * (time.perf_counter() - started))
+        localized += result.localized
         recording.hands[stamp] = (hands_to_msg(result, Header(stamp=frame.msg.header.stamp)),
                                   stamp + round(1e6 * times_ms[-1]))
         view = draw_result(image, result, pipeline.settings.keypoint_threshold, heatmap_alpha)
@@ -822,6 +842,7 @@ def play_offline(frames: list[Frame], fps: float, pipeline, regions_from_truth: 
         'backend': pipeline.backend.describe(),
         'latency median (ms)': f'{np.median(times_ms):.3f}',
         'latency p95 (ms)': f'{np.percentile(times_ms, 95):.3f}', 'dropped frames': '0',
+        'localizer frames': str(localized), 'warm-up frames': str(warm_up_frames),
         **{f'hands dropped: {reason}': str(count)
            for reason, count in sorted(pipeline.dropped_total.items()) if count}}
     return stamps, recording
@@ -892,6 +913,9 @@ def check_args(args: argparse.Namespace) -> None:
     if args.regions_from_truth and (args.video or args.bag):
         raise DemoError('--regions-from-truth needs the rendered stream (a video or bag has no '
                         'truth boxes): drop --video/--bag or --regions-from-truth')
+    if args.warm_up_frames and not args.offline:
+        raise DemoError('--warm-up-frames only applies to --offline (the node is warmed up until '
+                        'it answers)')
     if args.regions_from_truth and args.localizer:
         raise DemoError('--regions-from-truth measures the keypoint network alone, without a '
                         'localiser: drop --localizer or --regions-from-truth')
@@ -932,7 +956,7 @@ def run(args: argparse.Namespace) -> int:
             pipeline = offline_pipeline(model, localizer, args.backend, values,
                                         args.regions_from_truth)
             stamps, recorder = play_offline(frames, args.fps, pipeline, args.regions_from_truth,
-                                            values['heatmap_alpha'])
+                                            values['heatmap_alpha'], args.warm_up_frames)
             rate = math.nan
         else:
             recorder = Recorder(context)

@@ -262,3 +262,26 @@ def test_offline_refuses_parameters_it_cannot_use(capsys, tmp_path, param, messa
     assert demo.main(['--offline', '--out', str(tmp_path / 'out'), '--frames', '2',
                       '--param', param]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('warm_up_frames, localizer_frames', [(0, 4), (1, 3), (2, 3)])
+def test_offline_warm_up_sets_which_frames_the_localiser_sees(tmp_path, warm_up_frames,
+                                                               localizer_frames):
+    """--warm-up-frames N passes the first frame N times before the stream, unrecorded: with the
+    hand tracked throughout and localizer_interval 3, the localiser then runs on stream frames
+    k with (N + k) % 3 == 0; the stream's stamps still start at 0."""
+    out = tmp_path / 'out'
+    assert demo.main(['--offline', '--out', str(out), '--frames', '10', '--hands', '1',
+                      '--seed', '2', '--warm-up-frames', str(warm_up_frames)]) == 0
+    summary = json.loads((out / 'summary.json').read_text())
+    records = [json.loads(line) for line in (out / 'results.jsonl').read_text().splitlines()]
+    assert summary['node_diagnostics']['warm-up frames'] == str(warm_up_frames)
+    assert summary['node_diagnostics']['localizer frames'] == str(localizer_frames)
+    assert [record['stamp_ns'] for record in records] == [round(i * 1e9 / 30) for i in range(10)]
+    assert all(len(record['hands']) == 1 for record in records)
+
+
+def test_warm_up_frames_needs_offline(capsys, tmp_path):
+    assert demo.main(['--out', str(tmp_path / 'out'), '--frames', '2',
+                      '--warm-up-frames', '1']) == 2
+    assert '--warm-up-frames only applies to --offline' in capsys.readouterr().err
