@@ -2,7 +2,7 @@
 
     hand-cpm-demo [--out DIR] [--frames N] [--fps 30] [--hands 1|2|both] [--video FILE | --bag DIR]
                   [--model PATH] [--localizer PATH] [--backend NAME] [--seed S] [--offline]
-                  [--overwrite]
+                  [--warm-up-frames N] [--overwrite]
 
 Starts hand_cpm_node as a subprocess (its ROS log under DIR/ros_log, discovery limited to this
 machine, topics under the /hand_cpm_demo namespace so a running camera is never mixed in), waits for
@@ -32,7 +32,9 @@ again (reliable QoS), which took about 0.3 s on the build machine.
 stamped as if played at --fps (the tracker's clock), with the node's defaults and the pipeline's
 --param values. Nothing is dropped and nothing else shares the CPU, so two runs give the same hands:
 for comparing settings or models without the noise of DDS and a shared machine. Its latency is the
-pipeline's own time per frame. The outputs are the same, without node.log.
+pipeline's own time per frame. The outputs are the same, without node.log. --warm-up-frames N first
+passes the first frame N times, unrecorded, as the node's warm-up does: it sets which frames the
+localiser runs on while tracking (localizer_interval).
 
 Frames are prepared (rendered, decoded) before publishing so that preparation speed never limits
 the stream. Each frame is stamped with the time it is due at --fps, and published then, also for
