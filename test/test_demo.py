@@ -265,8 +265,8 @@ def test_offline_refuses_parameters_it_cannot_use(capsys, tmp_path, param, messa
 
 
 @pytest.mark.parametrize('warm_up_frames, localizer_frames', [(0, 4), (1, 3), (2, 3)])
-def test_offline_warm_up_sets_which_frames_the_localiser_sees(tmp_path, warm_up_frames,
-                                                               localizer_frames):
+def test_offline_warm_up_sets_which_frames_the_localiser_sees(
+        tmp_path, warm_up_frames, localizer_frames):
     """--warm-up-frames N passes the first frame N times before the stream, unrecorded: with the
     hand tracked throughout and localizer_interval 3, the localiser then runs on stream frames
     k with (N + k) % 3 == 0; the stream's stamps still start at 0."""
