@@ -821,8 +821,10 @@ def play_offline(frames: list[Frame], fps: float, pipeline, regions_from_truth: 
         return [clip_box(hand['box'], width, height) for hand in frame.truth] \
             if regions_from_truth else []
 
-    for index in range(-warm_up_frames, 0):
-        pipeline.process(frames[0].image(), rois=regions(frames[0]), stamp=index / fps)
+    if warm_up_frames:
+        first_image, first_rois = frames[0].image(), regions(frames[0])
+        for index in range(-warm_up_frames, 0):
+            pipeline.process(first_image, rois=first_rois, stamp=index / fps)
     recording = OfflineRecording({}, {}, {})
     stamps, times_ms, localized = [], [], 0
     for index, frame in enumerate(_progress(frames, len(frames), 'processing')):
