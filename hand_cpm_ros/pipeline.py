@@ -54,7 +54,7 @@ NESTED_SHARE = 0.7
 # A track's box nested in one of the frame's fresh boxes (localiser, ROI) with at least this many
 # times its area has shrunk onto part of the hand; its crop takes the fresh box. Offline on the
 # node benchmark's and the demo's streams (1,350 hands), this and NESTED_SHARE took the shipped
-# models from 1,246 hands found with 121 false ones to 1,304 with 57 (README, "Data flow").
+# models from 1,246 hands found with 121 false ones to 1,304 with 57 (docs/pipeline_rules.md).
 REGROW_AREA_RATIO = 1.5
 
 
