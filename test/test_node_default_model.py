@@ -8,6 +8,7 @@ node can take them is worked off newest first, every skipped frame counted.
 The shipped models are interim (models/MODEL_CARD.md: held out, localiser precision 0.84 and
 recall 0.64, keypoints PCK@0.2 0.865), so the bars below are what they reach with a margin, not
 the targets; raise them when a better model ships."""
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,34 +89,44 @@ def truth_box(hand: HandAnnotation, width: int, height: int) -> tuple[float, flo
     return clip_box(box_from_keypoints(hand.keypoints), width, height)
 
 
-@pytest.fixture(scope='module')
-def played(isolated_ros_environment, tmp_path_factory):
-    """Every frame of FRAMES through a node with the default models and tracking off (each frame
-    stands alone), one at a time; also every HandKeypointsArray received. start_node gives
-    model_path: the default keypoint model's path; the node finds the default localiser itself."""
+@contextmanager
+def node_with_default_models(tmp_path_factory, client_name: str, *parameters: str):
+    """A node with the default models and tracking off (each frame stands alone), plus a test
+    client, once the node has answered a frame; yields (client, the rendered scenes of FRAMES).
+    start_node gives model_path: the default keypoint model's path; the node finds the default
+    localiser itself. The node must exit cleanly afterwards."""
     model = shipped_model(DEFAULT_MODEL_NAME)
     shipped_model(DEFAULT_LOCALIZER_NAME)
     scenes = [render_sample('frame', SEED, index) for index in FRAMES]
     log = tmp_path_factory.mktemp('node') / 'stderr.log'
-    process = start_node(model, log, 'tracking:=false', RELIABLE_IMAGE)
+    process = start_node(model, log, 'tracking:=false', RELIABLE_IMAGE, *parameters)
     context = rclpy.Context()
     rclpy.init(context=context)
-    client = Client(context, 'hand_cpm_default_model_test_client')
+    client = Client(context, client_name)
     try:
         # Until the node answers: it has loaded its models and both topics are connected.
         client.send_until(lambda header: client.image_pub.publish(
             bgr_to_image_msg(scenes[0].image_bgr, header)), lambda msg: True, timeout=40)
+        yield client, scenes
+    finally:
+        client.close()
+        context.try_shutdown()
+        stop_node(process)
+    assert process.returncode == 0, log.read_text()
+
+
+@pytest.fixture(scope='module')
+def played(isolated_ros_environment, tmp_path_factory):
+    """Every frame of FRAMES through a node with the default models, one at a time; also every
+    HandKeypointsArray received."""
+    with node_with_default_models(tmp_path_factory,
+                                  'hand_cpm_default_model_test_client') as (client, scenes):
         frames = []
         for index, scene in zip(FRAMES, scenes):
             header = client.header()
             result = client.result_of(bgr_to_image_msg(scene.image_bgr, header))
             frames.append(Played(index, scene, header, result))
         received = list(client.hands)
-    finally:
-        client.close()
-        context.try_shutdown()
-        stop_node(process)
-    assert process.returncode == 0, log.read_text()
     return frames, received
 
 
@@ -140,17 +151,8 @@ def dropped_frames(client: Client) -> int:
 def burst(isolated_ros_environment, tmp_path_factory):
     """BURST held-out frames (FRAMES over and over, each with its own stamp) published at once to
     a node with the default models, after it has answered one frame."""
-    model = shipped_model(DEFAULT_MODEL_NAME)
-    shipped_model(DEFAULT_LOCALIZER_NAME)
-    scenes = [render_sample('frame', SEED, index) for index in FRAMES]
-    log = tmp_path_factory.mktemp('node') / 'stderr.log'
-    process = start_node(model, log, 'tracking:=false', RELIABLE_IMAGE, KEEP_ALL_IMAGES)
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    client = Client(context, 'hand_cpm_burst_test_client')
-    try:
-        client.send_until(lambda header: client.image_pub.publish(
-            bgr_to_image_msg(scenes[0].image_bgr, header)), lambda msg: True, timeout=40)
+    with node_with_default_models(tmp_path_factory, 'hand_cpm_burst_test_client',
+                                  KEEP_ALL_IMAGES) as (client, scenes):
         diagnostics_seen = len(client.diagnostics)
         assert client.wait_for(lambda: len(client.diagnostics) > diagnostics_seen + 1), \
             'no diagnostics from the node'
@@ -171,13 +173,9 @@ def burst(isolated_ros_environment, tmp_path_factory):
         stamps = [(header.stamp.sec, header.stamp.nanosec) for header in headers]
         arrival_order = [stamps.index((msg.header.stamp.sec, msg.header.stamp.nanosec))
                          for msg in client.hands[first_result:]]
-        return Burst(headers, [client.result_for(header) for header in headers], arrival_order,
-                     dropped_before, dropped_frames(client))
-    finally:
-        client.close()
-        context.try_shutdown()
-        stop_node(process)
-        assert process.returncode == 0, log.read_text()
+        result = Burst(headers, [client.result_for(header) for header in headers], arrival_order,
+                       dropped_before, dropped_frames(client))
+    return result
 
 
 def test_a_burst_is_worked_off_newest_first_and_every_skipped_frame_is_counted(burst):
