@@ -8,9 +8,9 @@ square crop with a margin, ALL crops go through the backend in one batch, the co
 belief maps straight into source pixels, hands below `hand_threshold` or `min_hand_size` are
 dropped, duplicates (two proposals that found the same hand) are removed and the tracker gives
 ids across frames; with tracking, a hand that continues no track must reach `new_hand_threshold`
-to start one. A hand's side comes from the keypoint network when it has a handedness head and
-is sure enough (MIN_HANDEDNESS_SCORE), else from its proposal (the localiser, or the side its
-track last had).
+to start one. A hand's side call in a frame comes from the keypoint network when it has a
+handedness head and is sure enough (MIN_HANDEDNESS_SCORE), else from the localiser's box when it
+found the hand; the side reported is its track's vote over those calls (HandTracker).
 A hand's score is its mean keypoint confidence times the evidence of the proposal that found it:
 the localiser's score, 1 for an external ROI, or a track's evidence, which fades with
 `track_half_life` until the localiser (or an ROI) finds the hand again. A track whose keypoints
@@ -388,10 +388,10 @@ class HandPipeline:
             for box, track, evidence in self.tracker.proposals(frame_time):
                 box = clip_box(box, width, height)
                 regrown = _regrown_track_box(box, fresh_boxes)
+                # no side: the track keeps its own vote, which must not count itself again
                 candidates.append(CropProposal(
                     box if regrown is None else regrown, evidence, 'track',
-                    Handedness(track.handedness), track.handedness_score,
-                    None if regrown is None else track.track_id))
+                    regrown_track=None if regrown is None else track.track_id))
         candidates.sort(key=lambda proposal: proposal.score, reverse=True)
         kept = _suppress_duplicates([c.box for c in candidates], settings.duplicate_iou)
         return [candidates[index] for index in kept][:settings.max_hands]

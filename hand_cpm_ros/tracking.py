@@ -8,6 +8,8 @@ the localiser box or ROI that found it) and that evidence fades with a half-life
 track itself finds the hand again: the keypoint network alone cannot keep a false box alive. A
 hand may have to score more to start a track than to continue one (HandTracker.update's
 min_new_score), so that one weak false box does not start a track that feeds itself its own crops.
+A hand's side does not change while it is tracked, so a track's side is the vote of all its
+observations' sides (log-odds, older ones fading slowly), not the latest call alone.
 """
 from __future__ import annotations
 
@@ -24,6 +26,13 @@ Box = tuple[float, float, float, float]
 # Seconds in which a track's evidence halves while only tracking finds its hand: 2 s halves the
 # false hands of the node benchmark's 1-hand stream and keeps as many true ones.
 DEFAULT_HALF_LIFE_S = 2.0
+
+# Each new side vote multiplies the weight of the earlier ones by this: a memory of about 1 / (1 -
+# SIDE_MEMORY) observations (3 s at 30 Hz), long enough to outvote a few seconds of wrong calls
+# (they come in runs: one pose seen for a while), short enough to follow two hands that swapped ids.
+SIDE_MEMORY = 0.99
+# A side score is clipped to this before it becomes log-odds, so one call of 1.0 is not a veto.
+MAX_SIDE_SCORE = 0.99
 
 
 class OneEuroFilter:
@@ -87,9 +96,10 @@ def validate_half_life(half_life: float) -> None:
 class Observation:
     """One hand found in the current frame, as the tracker needs it.
 
-    `handedness_score` 0 means the handedness is unknown for this observation; the track then keeps
-    its last known call. `evidence` in [0, 1]: how sure the proposal that found it was that a hand
-    is there (a localiser score, 1 for an external ROI, a track's faded evidence). `continues`: the
+    `handedness_score` 0 means the handedness is unknown for this observation (it casts no vote on
+    the track's side); otherwise it is max(p, 1 - p) of the call, in [0.5, 1]. `evidence` in
+    [0, 1]: how sure the proposal that found it was that a hand is there (a localiser score, 1 for
+    an external ROI, a track's faded evidence). `continues`: the
     id of a track this hand continues whatever their similarity (found in that track's crop after
     the crop regrew from a part of the hand to all of it, so its box changed too much to match).
     `score`: the hand's score (mean keypoint confidence x evidence), which a new track must reach.
@@ -107,7 +117,8 @@ class Observation:
 @dataclass
 class Track:
     """A hand followed over consecutive frames; `keypoints` are the (smoothed) latest ones, `evidence`
-    the latest observation's, found at `time` (seconds)."""
+    the latest observation's, found at `time` (seconds). `handedness` and `handedness_score` are
+    the side voted by its observations (see vote_side)."""
     track_id: int
     keypoints: np.ndarray
     scores: np.ndarray
@@ -118,6 +129,26 @@ class Track:
     evidence: float = 1.0
     time: float = 0.0
     smoother: OneEuroFilter | None = field(default=None, repr=False)
+    side_log_odds: float = 0.0  # faded sum of the votes, left positive
+    side_weight: float = 0.0  # faded number of votes
+
+    def vote_side(self, handedness: int, score: float) -> None:
+        """Add one observation's side call (1 left, 2 right; `score` max(p, 1 - p)) to the vote.
+        The track's side is the sign of the faded log-odds sum; its score is the logistic of the
+        mean vote, so agreeing calls keep their own confidence and disagreeing ones lower it
+        (it does not grow with the number of calls: successive frames are not independent)."""
+        if handedness not in (1, 2) or not score > 0.5:
+            return
+        clipped = min(score, MAX_SIDE_SCORE)
+        log_odds = math.log(clipped / (1.0 - clipped))
+        self.side_log_odds = SIDE_MEMORY * self.side_log_odds + (
+            log_odds if handedness == 1 else -log_odds)
+        self.side_weight = SIDE_MEMORY * self.side_weight + 1.0
+        if self.side_log_odds == 0.0:
+            self.handedness, self.handedness_score = 0, 0.0
+            return
+        self.handedness = 1 if self.side_log_odds > 0 else 2
+        self.handedness_score = 1.0 / (1.0 + math.exp(-abs(self.side_log_odds) / self.side_weight))
 
 
 def keypoint_similarity(keypoints_a: np.ndarray, visible_a: np.ndarray,
@@ -234,8 +265,7 @@ class HandTracker:
                 track.keypoints = np.asarray(obs.keypoints, dtype=np.float64).copy()
             track.scores, track.box = obs.scores, obs.box
             track.evidence, track.time = obs.evidence, time
-            if obs.handedness_score > 0:
-                track.handedness, track.handedness_score = obs.handedness, obs.handedness_score
+            track.vote_side(obs.handedness, obs.handedness_score)
             result.append(track)
         self._tracks = [track for track in result if track is not None]
         return result

@@ -249,15 +249,22 @@ def test_roi_outside_the_image_is_counted_not_fatal(backend):
 def test_localizer_detections_give_handedness_and_gate_the_score(backend):
     localizer = FixedBoxesLocalizer([Detection((100.0, 100.0, 200.0, 200.0), 0.8, 'left', 0.7)])
     assert isinstance(localizer, BoxSource)
-    pipeline = HandPipeline(backend, localizer=localizer)
+    pipeline = HandPipeline(backend, localizer=localizer, localizer_interval=1)
     (hand,) = pipeline.process(grey()).hands
     assert (hand.handedness, hand.handedness_score, hand.source) == (Handedness.LEFT, 0.7, 'localizer')
     assert hand.score == pytest.approx(0.8 * hand.scores.mean())
     np.testing.assert_allclose(hand.keypoints[9], (150.0, 150.0), atol=0.5)
     localizer.detections = []  # the localiser loses it: the track keeps the handedness
-    (tracked,) = pipeline.process(grey()).hands
-    assert (tracked.track_id, tracked.handedness, tracked.source) == (hand.track_id, Handedness.LEFT,
-                                                                      'track')
+    for _ in range(3):
+        (tracked,) = pipeline.process(grey()).hands
+        assert (tracked.track_id, tracked.handedness, tracked.source) == (
+            hand.track_id, Handedness.LEFT, 'track')
+    # The frames found by the track alone cast no vote of their own (else its first call, echoed
+    # three times, would outvote this one): one call each way, and the surer one wins.
+    localizer.detections = [Detection((100.0, 100.0, 200.0, 200.0), 0.8, 'right', 0.9)]
+    (again,) = pipeline.process(grey()).hands
+    assert again.track_id == hand.track_id and again.handedness == Handedness.RIGHT
+    assert 0.5 < again.handedness_score < 0.7
 
 
 @pytest.mark.parametrize('left_probability, expected', [

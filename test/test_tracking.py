@@ -172,13 +172,45 @@ def test_bad_half_life_is_refused(half_life):
         HandTracker(half_life=half_life)
 
 
+def sided(x: float, side: int, score: float) -> Observation:
+    return replace(hand_at(x, 100), handedness=side, handedness_score=score)
+
+
 def test_handedness_is_kept_when_later_observations_do_not_know_it():
     tracker = HandTracker()
-    known = hand_at(100, 100)
-    known.handedness, known.handedness_score = 2, 0.8
-    tracker.update([known], 0.0)
-    (track,) = tracker.update([hand_at(101, 100)], 0.033)
-    assert (track.handedness, track.handedness_score) == (2, 0.8)
+    tracker.update([sided(100, 2, 0.8)], 0.0)
+    for step in range(1, 4):  # unknown, and a 0.5 call that favours no side: no vote
+        (track,) = tracker.update([sided(100 + step, 1 if step == 3 else 0,
+                                         0.5 if step == 3 else 0.0)], 0.033 * step)
+        assert (track.handedness, track.handedness_score) == (2, pytest.approx(0.8))
+
+
+def test_a_track_side_is_the_vote_of_its_calls_not_the_latest_one():
+    tracker = HandTracker()
+    for step in range(10):
+        (track,) = tracker.update([sided(100 + step, 2, 0.9)], 0.033 * step)
+    assert (track.handedness, track.handedness_score) == (2, pytest.approx(0.9))
+    for step in range(10, 13):  # a short run of wrong calls is outvoted, and lowers the score
+        (track,) = tracker.update([sided(100 + step, 1, 0.9)], 0.033 * step)
+        assert track.handedness == 2 and 0.5 < track.handedness_score < 0.9
+    one_sure_call = HandTracker()
+    for step in range(5):  # a call of 1.0 is clipped: it does not veto five calls of 0.8
+        (track,) = one_sure_call.update([sided(100 + step, 2 if step < 4 else 1,
+                                               0.8 if step < 4 else 1.0)], 0.033 * step)
+    assert track.handedness == 2
+    tracker_b = HandTracker()
+    (other,) = tracker_b.update([sided(300, 1, 0.6)], 0.0)
+    assert (other.handedness, other.handedness_score) == (1, pytest.approx(0.6))  # tracks vote apart
+
+
+def test_a_track_side_follows_a_lasting_change_of_the_calls():
+    # e.g. two crossing hands whose ids swapped: the old votes fade (SIDE_MEMORY)
+    tracker = HandTracker()
+    for step in range(60):
+        (track,) = tracker.update([sided(100, 2, 0.9)], 0.033 * step)
+    for step in range(60, 200):
+        (track,) = tracker.update([sided(100, 1, 0.9)], 0.033 * step)
+    assert track.handedness == 1 and track.handedness_score > 0.75
 
 
 def test_smoothing_filters_keypoints_of_continued_tracks():
