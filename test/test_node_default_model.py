@@ -32,9 +32,10 @@ from hand_cpm_train.synth.scene import HandAnnotation, RenderedScene, render_sam
 from test_node import FRAME_ID, RELIABLE_IMAGE, Client, pixels, start_node, stop_node  # noqa: E402
 
 # Keypoint accuracy of the found qualifying hands (over each hand's visible keypoints, normalised
-# by its box size as hand-cpm-eval does). The shipped models (keypoint run 12, loc_lite_7) find all
-# 6: median errors 0.025-0.132 (their median 0.041), PCK@0.2 0.59-1.00 (mean 0.88); keypoint run 10
-# found all 6 too: medians 0.025-0.221 (their median 0.050), mean PCK@0.2 0.83. (Keypoint run 1
+# by its box size as hand-cpm-eval does). The shipped models (keypoint run 13, loc_lite_7) find all
+# 6: median errors 0.017-0.146 (their median 0.036), PCK@0.2 0.59-1.00 (mean 0.89); keypoint run 12:
+# all 6, medians 0.025-0.132 (their median 0.041), mean PCK@0.2 0.88; keypoint run 10: all 6,
+# medians 0.025-0.221 (their median 0.050), mean PCK@0.2 0.83. (Keypoint run 1
 # found 5: medians 0.06-0.26, their median 0.15, mean PCK@0.2 0.61.)
 MAX_MEDIAN_ERROR = 0.3         # each found hand: its median keypoint error / its box size
 MAX_TYPICAL_ERROR = 0.1        # the median over the found hands of those median errors
