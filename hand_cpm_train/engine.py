@@ -47,14 +47,15 @@ def to_model_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def cpm_batch_loss(model: nn.Module, batch: dict, device: torch.device, amp: bool,
-                   foreground_weight: float = 0.0) -> dict[str, torch.Tensor]:
+                   foreground_weight: float = 0.0, false_peak_weight: float = 0.0) -> dict[str, torch.Tensor]:
     """cpm_loss of a crop batch: every stage's maps against the targets ('stage1'.., 'total')."""
     images = to_model_input(batch['image'], device)
     targets = batch['targets'].to(device, non_blocking=True)
     weights = batch['weights'].to(device, non_blocking=True)
     with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
         stage_maps = model(images)
-    return cpm_loss([maps.float() for maps in stage_maps], targets, weights, foreground_weight)
+    return cpm_loss([maps.float() for maps in stage_maps], targets, weights, foreground_weight,
+                    false_peak_weight)
 
 
 def localizer_batch_loss(model: nn.Module, batch: dict, device: torch.device,

@@ -104,6 +104,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--foreground-weight', type=float, default=0.0,
                         help='keypoints: weight each keypoint-map cell by 1 + this x target '
                              '(0: plain L2 as OpenPose; see hand_cpm_train.losses)')
+    parser.add_argument('--false-peak-weight', type=float, default=0.0,
+                        help="keypoints: weight each keypoint-map cell by a further this x how far "
+                             "each stage's prediction rises above the target there, so that a peak "
+                             'in the wrong place costs as much as a missed one (0: off; see '
+                             'hand_cpm_train.losses)')
     parser.add_argument('--regression-radius', type=int, default=0, choices=(0, 1, 2),
                         help="localizer: cells up to this far from a hand's centre cell learn its "
                              'box, weighted by the centre Gaussian; 0: the centre cell only '
@@ -202,8 +207,9 @@ def _validate(config: dict) -> None:
         raise UsageError(f'--max-steps must be >= 1, got {config["max_steps"]}')
     if not config['lr'] > 0 or not config['sigma'] > 0:
         raise UsageError('--lr and --sigma must be > 0')
-    if not config.setdefault('foreground_weight', 0.0) >= 0:
-        raise UsageError(f'--foreground-weight must be >= 0, got {config["foreground_weight"]}')
+    for name in ('foreground_weight', 'false_peak_weight'):
+        if not config.setdefault(name, 0.0) >= 0:
+            raise UsageError(f'--{name.replace("_", "-")} must be >= 0, got {config[name]}')
     if task == 'keypoints' and config.setdefault('regression_radius', 0):
         raise UsageError('--regression-radius is for --task localizer')
     if not isinstance(config['augment'], dict):
@@ -457,7 +463,8 @@ def keypoint_setup(config: dict) -> TaskSetup:
         f'{len(train_records)} training hands, {len(val_records)} validation hands ({split}); '
         f'{model_config.name} at {model_config.input_size}px',
         ['total'] + [f'stage{k}' for k in range(1, model_config.stages + 1)],
-        functools.partial(engine.cpm_batch_loss, foreground_weight=config['foreground_weight']),
+        functools.partial(engine.cpm_batch_loss, foreground_weight=config['foreground_weight'],
+                          false_peak_weight=config['false_peak_weight']),
         VAL_KEYS, 'pck@0.2', validate, figures)
 
 

@@ -152,6 +152,28 @@ def test_cpm_loss_foreground_weight_emphasises_keypoint_cells_not_the_background
         cpm_loss(maps, targets, torch.ones(1, 3), foreground_weight=-1.0)
 
 
+def test_cpm_loss_false_peak_weight_emphasises_predictions_above_the_target():
+    targets = torch.zeros(1, 3, 1, 3)
+    targets[0, 0, 0, 0] = 0.5                 # keypoint map 0: the true peak's cell ...
+    targets[0, 2] = 1.0                       # background map
+    maps = torch.zeros(1, 3, 1, 3)
+    maps[0, 0, 0, 1] = 0.8                    # ... a false peak two cells away: excess 0.8
+    maps[0, 0, 0, 2] = 0.0                    # an empty cell predicted empty: no excess
+    maps[0, 2] = 1.6                          # background over its target: not emphasised
+    maps.requires_grad_(True)
+    plain = cpm_loss([maps], targets, torch.ones(1, 3), foreground_weight=10.0)
+    weighted = cpm_loss([maps], targets, torch.ones(1, 3), foreground_weight=10.0,
+                        false_peak_weight=10.0)
+    missed_peak = 0.25 * (1 + 10 * 0.5)       # 0.5 below target, foreground-weighted
+    background = 3 * 0.36
+    assert plain['stage1'].item() == pytest.approx(missed_peak + 0.64 + background)
+    assert weighted['stage1'].item() == pytest.approx(missed_peak + 0.64 * (1 + 10 * 0.8) + background)
+    weighted['total'].backward()              # the weight itself is detached: the gradient is
+    assert maps.grad[0, 0, 0, 1].item() == pytest.approx(2 * 0.8 * (1 + 10 * 0.8))  # w * 2 * err
+    with pytest.raises(ValueError, match='false_peak_weight'):
+        cpm_loss([maps], targets, torch.ones(1, 3), false_peak_weight=-1.0)
+
+
 def test_cpm_loss_backpropagates_into_every_stage_and_rejects_bad_shapes():
     maps = [torch.zeros(1, 22, 4, 4, requires_grad=True) for _ in range(3)]
     targets = torch.rand(1, 22, 4, 4)

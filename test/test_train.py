@@ -216,6 +216,8 @@ def test_bad_arguments_are_one_line_errors(tmp_path, dataset_dirs, capsys):
     assert 'does not exist' in capsys.readouterr().err
     assert train.main(short_run(dataset_dirs[0], dataset_dirs[0], tmp_path / 'w', '--epochs', '1')) == 2
     assert 'validation must be held out' in capsys.readouterr().err
+    assert train.main(short_run(*dataset_dirs, tmp_path / 'v', '--false-peak-weight', '-1')) == 2
+    assert '--false-peak-weight must be >= 0, got -1.0' in capsys.readouterr().err
     (tmp_path / 'foreign').mkdir()
     (tmp_path / 'foreign' / 'notes.txt').write_text('mine')
     assert train.main(short_run(*dataset_dirs, tmp_path / 'foreign', '--epochs', '1')) == 2
