@@ -157,7 +157,7 @@ def test_cpm_loss_false_peak_weight_emphasises_predictions_above_the_target():
     targets[0, 0, 0, 0] = 0.5                 # keypoint map 0: the true peak's cell ...
     targets[0, 2] = 1.0                       # background map
     maps = torch.zeros(1, 3, 1, 3)
-    maps[0, 0, 0, 1] = 0.8                    # ... a false peak two cells away: excess 0.8
+    maps[0, 0, 0, 1] = 0.8                    # ... a false peak in the next cell: excess 0.8
     maps[0, 0, 0, 2] = 0.0                    # an empty cell predicted empty: no excess
     maps[0, 2] = 1.6                          # background over its target: not emphasised
     maps.requires_grad_(True)
@@ -168,8 +168,8 @@ def test_cpm_loss_false_peak_weight_emphasises_predictions_above_the_target():
     background = 3 * 0.36
     assert plain['stage1'].item() == pytest.approx(missed_peak + 0.64 + background)
     assert weighted['stage1'].item() == pytest.approx(missed_peak + 0.64 * (1 + 10 * 0.8) + background)
-    weighted['total'].backward()              # the weight itself is detached: the gradient is
-    assert maps.grad[0, 0, 0, 1].item() == pytest.approx(2 * 0.8 * (1 + 10 * 0.8))  # w * 2 * err
+    weighted['total'].backward()              # the weight is detached: gradient = weight x 2 x error
+    assert maps.grad[0, 0, 0, 1].item() == pytest.approx(2 * 0.8 * (1 + 10 * 0.8))
     with pytest.raises(ValueError, match='false_peak_weight'):
         cpm_loss([maps], targets, torch.ones(1, 3), false_peak_weight=-1.0)
 
