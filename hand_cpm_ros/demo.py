@@ -173,6 +173,12 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='with --offline: first put the stream\'s first frame through the '
                              'pipeline N times, not recorded, as the node\'s warm-up does; this '
                              'sets which frames the localiser runs on (localizer_interval)')
+    parser.add_argument('--frames-processed-in', type=Path, default=None, metavar='RESULTS',
+                        help='with --offline: put through the pipeline only the frames that an '
+                             'earlier run of the same stream processed (its results.jsonl, or '
+                             'the directory holding it) and count the others as dropped, so that '
+                             'a node run with its drops is reproduced here (give the node\'s '
+                             'warm-up with --warm-up-frames, usually 1)')
     return parser
 
 
@@ -806,11 +812,42 @@ def offline_pipeline(model: Path, localizer: Path | None, backend: str, values: 
         raise DemoError(str(error)) from error
 
 
+def processed_frames(path: Path, num_frames: int) -> set[int]:
+    """The indices of the frames that the run whose results.jsonl is `path` (or is in the directory
+    `path`) processed; DemoError when it is missing, unreadable or of a stream of another length."""
+    results = path / 'results.jsonl' if path.is_dir() else path
+    if not results.is_file():
+        raise DemoError(f'--frames-processed-in {path}: no such results.jsonl (give the one a '
+                        'hand-cpm-demo run wrote, or its directory)')
+    processed, count = set(), 0
+    for line_number, line in enumerate(results.read_text().splitlines(), start=1):
+        try:
+            record = json.loads(line)
+            frame, was_processed = record['frame'], record['processed']
+        except (ValueError, TypeError, KeyError):
+            raise DemoError(f'{results}, line {line_number}: not a hand-cpm-demo record (a JSON '
+                            'object with "frame" and "processed")') from None
+        if frame != count or not isinstance(was_processed, bool):
+            raise DemoError(f'{results}, line {line_number}: expected frame {count} with '
+                            f'"processed" true or false, got {line[:80]}')
+        count += 1
+        if was_processed:
+            processed.add(frame)
+    if not processed:
+        raise DemoError(f'{results}: its run processed no frame, so there is nothing to reproduce')
+    if count != num_frames:
+        raise DemoError(f'{results} records {count} frames, this stream has {num_frames}: play '
+                        f'the same stream (--frames {count} and the same --hands, --seed or source)')
+    return processed
+
+
 def play_offline(frames: list[Frame], fps: float, pipeline, regions_from_truth: bool,
-                 heatmap_alpha: float, warm_up_frames: int = 0) -> tuple[list[int], OfflineRecording]:
-    """Every frame through `pipeline` in turn, stamped at `fps` from 0, after `warm_up_frames`
-    unrecorded passes of the first frame stamped before 0; the stamps and the recording. A frame's
-    heatmap view is drawn as the node draws it."""
+                 heatmap_alpha: float, warm_up_frames: int = 0,
+                 only: set[int] | None = None) -> tuple[list[int], OfflineRecording]:
+    """Every frame (or those whose index is in `only`) through `pipeline` in turn, stamped at
+    `fps` from 0, after `warm_up_frames` unrecorded passes of the first frame stamped before 0;
+    the stamps of all frames and the recording. A frame's heatmap view is drawn as the node
+    draws it."""
     from std_msgs.msg import Header
 
     from .pipeline import draw_result
@@ -830,6 +867,9 @@ def play_offline(frames: list[Frame], fps: float, pipeline, regions_from_truth: 
     for index, frame in enumerate(_progress(frames, len(frames), 'processing')):
         stamp = round(index * 1e9 / fps)
         _set_stamp(frame, stamp)
+        stamps.append(stamp)
+        if only is not None and index not in only:
+            continue
         image = frame.image()
         rois = regions(frame)
         started = time.perf_counter()
@@ -841,11 +881,11 @@ def play_offline(frames: list[Frame], fps: float, pipeline, regions_from_truth: 
         view = draw_result(image, result, pipeline.settings.keypoint_threshold, heatmap_alpha)
         recording.heatmaps[stamp] = cv2.imencode(
             '.jpg', view, [cv2.IMWRITE_JPEG_QUALITY, HEATMAP_JPEG_QUALITY])[1].tobytes()
-        stamps.append(stamp)
     recording.diagnostics = {
         'backend': pipeline.backend.describe(),
         'latency median (ms)': f'{np.median(times_ms):.3f}',
-        'latency p95 (ms)': f'{np.percentile(times_ms, 95):.3f}', 'dropped frames': '0',
+        'latency p95 (ms)': f'{np.percentile(times_ms, 95):.3f}',
+        'dropped frames': str(len(frames) - len(times_ms)),
         'localizer frames': str(localized), 'warm-up frames': str(warm_up_frames),
         **{f'hands dropped: {reason}': str(count)
            for reason, count in sorted(pipeline.dropped_total.items()) if count}}
@@ -920,6 +960,9 @@ def check_args(args: argparse.Namespace) -> None:
     if args.warm_up_frames and not args.offline:
         raise DemoError('--warm-up-frames only applies to --offline (the node is warmed up until '
                         'it answers)')
+    if args.frames_processed_in is not None and not args.offline:
+        raise DemoError('--frames-processed-in only applies to --offline (a node drops frames '
+                        'of its own)')
     if args.regions_from_truth and args.localizer:
         raise DemoError('--regions-from-truth measures the keypoint network alone, without a '
                         'localiser: drop --localizer or --regions-from-truth')
@@ -957,10 +1000,12 @@ def run(args: argparse.Namespace) -> int:
             frames = rendered_frames(args.frames, args.hands, args.seed)
             source = f'rendered stream (hands: {args.hands}, seed {args.seed})'
         if args.offline:
+            only = None if args.frames_processed_in is None else processed_frames(
+                args.frames_processed_in, len(frames))
             pipeline = offline_pipeline(model, localizer, args.backend, values,
                                         args.regions_from_truth)
             stamps, recorder = play_offline(frames, args.fps, pipeline, args.regions_from_truth,
-                                            values['heatmap_alpha'], args.warm_up_frames)
+                                            values['heatmap_alpha'], args.warm_up_frames, only)
             rate = math.nan
         else:
             recorder = Recorder(context)

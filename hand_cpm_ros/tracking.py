@@ -9,7 +9,10 @@ track itself finds the hand again: the keypoint network alone cannot keep a fals
 hand may have to score more to start a track than to continue one (HandTracker.update's
 min_new_score), so that one weak false box does not start a track that feeds itself its own crops.
 A hand's side does not change while it is tracked, so a track's side is the vote of all its
-observations' sides (log-odds, older ones fading slowly), not the latest call alone.
+observations' sides (log-odds, older ones fading slowly), not the latest call alone. A track whose
+keypoints jump (it may have slid onto another hand, e.g. when frames were dropped as a second hand
+came in) starts a second vote beside the first; if the next calls clearly contradict the track's
+side, that second vote replaces the first.
 """
 from __future__ import annotations
 
@@ -33,6 +36,15 @@ DEFAULT_HALF_LIFE_S = 2.0
 SIDE_MEMORY = 0.99
 # A side score is clipped to this before it becomes log-odds, so one call of 1.0 is not a veto.
 MAX_SIDE_SCORE = 0.99
+# A continued track whose keypoints are less similar than this to its last ones may have slid onto
+# another hand (keypoint_similarity: the same hand scores 0.83-1.00 frame to frame, 0.63 after 8
+# dropped frames; a track that slid onto a new hand when the node dropped frames, 0.23-0.32).
+SLIDE_SIMILARITY = 0.5
+# After such a jump, the next calls are also added up alone; once there are this many, they replace
+# the track's vote if they give the other side with at least SLIDE_SIDE_SCORE (the logistic of
+# their mean vote): a run of sure contrary calls, not one, is needed to tell a slide.
+SLIDE_CALLS = 10
+SLIDE_SIDE_SCORE = 0.75
 
 
 class OneEuroFilter:
@@ -115,6 +127,37 @@ class Observation:
 
 
 @dataclass
+class SideVote:
+    """Side calls (1 left, 2 right) added up as log-odds, each earlier call's weight fading by
+    SIDE_MEMORY per new call. Its score is the logistic of the mean vote, so agreeing calls keep
+    their own confidence and disagreeing ones lower it (it does not grow with the number of calls:
+    successive frames are not independent)."""
+    log_odds: float = 0.0  # faded sum of the calls, left positive
+    weight: float = 0.0  # faded number of calls
+    calls: int = 0  # calls added
+
+    def add(self, handedness: int, score: float) -> None:
+        """Add one call; `score` is its max(p, 1 - p), clipped to MAX_SIDE_SCORE."""
+        clipped = min(score, MAX_SIDE_SCORE)
+        log_odds = math.log(clipped / (1.0 - clipped))
+        self.log_odds = SIDE_MEMORY * self.log_odds + (log_odds if handedness == 1 else -log_odds)
+        self.weight = SIDE_MEMORY * self.weight + 1.0
+        self.calls += 1
+
+    @property
+    def side(self) -> int:
+        """0 while the calls favour neither side, else 1 (left) or 2 (right)."""
+        return 0 if self.log_odds == 0.0 else 1 if self.log_odds > 0 else 2
+
+    @property
+    def score(self) -> float:
+        """The logistic of the mean vote, in [0.5, 1); 0 while side is 0."""
+        if self.side == 0:
+            return 0.0
+        return 1.0 / (1.0 + math.exp(-abs(self.log_odds) / self.weight))
+
+
+@dataclass
 class Track:
     """A hand followed over consecutive frames; `keypoints` are the (smoothed) latest ones, `evidence`
     the latest observation's, found at `time` (seconds). `handedness` and `handedness_score` are
@@ -129,26 +172,29 @@ class Track:
     evidence: float = 1.0
     time: float = 0.0
     smoother: OneEuroFilter | None = field(default=None, repr=False)
-    side_log_odds: float = 0.0  # faded sum of the votes, left positive
-    side_weight: float = 0.0  # faded number of votes
+    votes: SideVote = field(default_factory=SideVote)
+    # the calls since the keypoints last jumped (see SLIDE_SIMILARITY); None when they have not
+    slide_votes: SideVote | None = None
 
     def vote_side(self, handedness: int, score: float) -> None:
         """Add one observation's side call (1 left, 2 right; `score` max(p, 1 - p)) to the vote.
-        The track's side is the sign of the faded log-odds sum; its score is the logistic of the
-        mean vote, so agreeing calls keep their own confidence and disagreeing ones lower it
-        (it does not grow with the number of calls: successive frames are not independent)."""
+        A call that is unknown or 0.5 sure casts no vote. After a jump (suspect_slide), the calls
+        that follow replace the vote once SLIDE_CALLS of them give the other side surely enough."""
         if handedness not in (1, 2) or not score > 0.5:
             return
-        clipped = min(score, MAX_SIDE_SCORE)
-        log_odds = math.log(clipped / (1.0 - clipped))
-        self.side_log_odds = SIDE_MEMORY * self.side_log_odds + (
-            log_odds if handedness == 1 else -log_odds)
-        self.side_weight = SIDE_MEMORY * self.side_weight + 1.0
-        if self.side_log_odds == 0.0:
-            self.handedness, self.handedness_score = 0, 0.0
-            return
-        self.handedness = 1 if self.side_log_odds > 0 else 2
-        self.handedness_score = 1.0 / (1.0 + math.exp(-abs(self.side_log_odds) / self.side_weight))
+        self.votes.add(handedness, score)
+        if self.slide_votes is not None:
+            self.slide_votes.add(handedness, score)
+            if self.slide_votes.calls >= SLIDE_CALLS:
+                if (self.slide_votes.side not in (0, self.votes.side)
+                        and self.slide_votes.score >= SLIDE_SIDE_SCORE):
+                    self.votes = self.slide_votes
+                self.slide_votes = None
+        self.handedness, self.handedness_score = self.votes.side, self.votes.score
+
+    def suspect_slide(self) -> None:
+        """The track's keypoints jumped: judge its side again on the calls that follow."""
+        self.slide_votes = SideVote()
 
 
 def keypoint_similarity(keypoints_a: np.ndarray, visible_a: np.ndarray,
@@ -214,12 +260,17 @@ class HandTracker:
                                   track.evidence * fade))
         return proposals
 
-    def similarity(self, track: Track, observation: Observation) -> float:
+    def keypoint_similarity(self, track: Track, observation: Observation) -> float:
+        """keypoint_similarity of the track's last keypoints and the observation's, at the
+        scale of the track's box."""
         x0, y0, x1, y1 = track.box
         scale = math.sqrt(max(x1 - x0, 1.0) * max(y1 - y0, 1.0))
-        return 0.5 * (box_iou(track.box, observation.box) + keypoint_similarity(
+        return keypoint_similarity(
             track.keypoints, track.scores >= self.keypoint_threshold,
-            observation.keypoints, observation.scores >= self.keypoint_threshold, scale))
+            observation.keypoints, observation.scores >= self.keypoint_threshold, scale)
+
+    def similarity(self, track: Track, observation: Observation) -> float:
+        return 0.5 * (box_iou(track.box, observation.box) + self.keypoint_similarity(track, observation))
 
     def update(self, observations: list[Observation], time: float,
                min_new_score: float = 0.0) -> list[Track | None]:
@@ -251,6 +302,8 @@ class HandTracker:
             if o in matched_track_of:
                 track = self._tracks[matched_track_of[o]]
                 track.age += 1
+                if self.keypoint_similarity(track, obs) < SLIDE_SIMILARITY:
+                    track.suspect_slide()
             elif obs.score < min_new_score:
                 result.append(None)
                 continue

@@ -281,6 +281,48 @@ def test_offline_warm_up_sets_which_frames_the_localiser_sees(
     assert all(len(record['hands']) == 1 for record in records)
 
 
+def test_offline_reproduces_the_drops_of_an_earlier_run(tmp_path):
+    """--frames-processed-in: only the frames that the earlier run processed go through the
+    pipeline; the others are dropped, and the processed ones get the hands they got there."""
+    full = tmp_path / 'full'
+    assert demo.main(['--offline', '--out', str(full), '--frames', '6', '--hands', '1',
+                      '--seed', '2']) == 0
+    records = [json.loads(line) for line in (full / 'results.jsonl').read_text().splitlines()]
+    for record in records:  # as a node run that dropped frames 2, 3 and 5 would have recorded
+        record['processed'] = record['frame'] in (0, 1, 4)
+    earlier = tmp_path / 'earlier'
+    earlier.mkdir()
+    (earlier / 'results.jsonl').write_text(''.join(json.dumps(record) + '\n' for record in records))
+    out = tmp_path / 'out'
+    assert demo.main(['--offline', '--out', str(out), '--frames', '6', '--hands', '1', '--seed', '2',
+                      '--frames-processed-in', str(earlier)]) == 0
+    summary = json.loads((out / 'summary.json').read_text())
+    again = [json.loads(line) for line in (out / 'results.jsonl').read_text().splitlines()]
+    assert (summary['frames_processed'], summary['frames_dropped']) == (3, 3)
+    assert summary['node_diagnostics']['dropped frames'] == '3'
+    assert [record['processed'] for record in again] == [True, True, False, False, True, False]
+    assert [record['hands'] for record in again[:2]] == [record['hands'] for record in records[:2]]
+    assert [hand['track_id'] for hand in again[4]['hands']] == [records[1]['hands'][0]['track_id']]
+    assert summary['detection']['matched'] == 3 and summary['keypoints']['pck@0.2'] > 0.8
+
+
+@pytest.mark.parametrize('lines, args, message', [
+    (None, ['--offline'], 'no such results.jsonl'),
+    (['{"frame": 0}'], ['--offline'], 'line 1: not a hand-cpm-demo record'),
+    (['{"frame": 1, "processed": true}'], ['--offline'], 'line 1: expected frame 0'),
+    (['{"frame": 0, "processed": false}'], ['--offline'], 'processed no frame'),
+    (['{"frame": 0, "processed": true}'], ['--offline'], 'records 1 frames, this stream has 2'),
+    (['{"frame": 0, "processed": true}'], [], '--frames-processed-in only applies to --offline'),
+])
+def test_frames_processed_in_refuses_what_it_cannot_reproduce(capsys, tmp_path, lines, args, message):
+    results = tmp_path / 'results.jsonl'
+    if lines is not None:
+        results.write_text('\n'.join(lines) + '\n')
+    assert demo.main([*args, '--out', str(tmp_path / 'out'), '--frames', '2',
+                      '--frames-processed-in', str(results)]) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_warm_up_frames_needs_offline(capsys, tmp_path):
     assert demo.main(['--out', str(tmp_path / 'out'), '--frames', '2',
                       '--warm-up-frames', '1']) == 2

@@ -5,7 +5,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from hand_cpm_ros.tracking import HandTracker, Observation, OneEuroFilter, keypoint_similarity
+from hand_cpm_ros.tracking import (SLIDE_CALLS, SLIDE_SIMILARITY, HandTracker, Observation, OneEuroFilter,
+                                   keypoint_similarity)
 
 
 def hand_at(x: float, y: float, size: float = 100.0, score: float = 0.9) -> Observation:
@@ -211,6 +212,46 @@ def test_a_track_side_follows_a_lasting_change_of_the_calls():
     for step in range(60, 200):
         (track,) = tracker.update([sided(100, 1, 0.9)], 0.033 * step)
     assert track.handedness == 1 and track.handedness_score > 0.75
+
+
+def mirrored(x: float, side: int, score: float) -> Observation:
+    """Another hand in the same box as sided(x, ...): its keypoints in the reverse order."""
+    hand = sided(x, side, score)
+    return replace(hand, keypoints=hand.keypoints[::-1].copy())
+
+
+def test_a_track_that_jumps_onto_another_hand_takes_that_hands_side_after_a_run_of_sure_calls():
+    tracker = HandTracker()
+    for step in range(60):
+        (track,) = tracker.update([sided(100, 2, 0.9)], 0.033 * step)
+    assert tracker.keypoint_similarity(track, mirrored(100, 1, 0.9)) < SLIDE_SIMILARITY
+    for step in range(60, 60 + SLIDE_CALLS):  # the box still matches: the track goes on with the new hand
+        (continued,) = tracker.update([mirrored(100, 1, 0.9)], 0.033 * step)
+        assert continued is track
+        if step < 60 + SLIDE_CALLS - 1:  # the 60 calls of "right" outweigh the new ones until then
+            assert track.handedness == 2
+    assert (track.handedness, track.handedness_score) == (1, pytest.approx(0.9))
+    assert track.slide_votes is None
+
+
+@pytest.mark.parametrize('calls', [[2] * SLIDE_CALLS, [1] * 6 + [2] * 4],
+                         ids=['the same side', 'mixed calls'])
+def test_a_jump_without_a_run_of_sure_contrary_calls_keeps_the_side(calls):
+    tracker = HandTracker()
+    for step in range(60):
+        (track,) = tracker.update([sided(100, 2, 0.9)], 0.033 * step)
+    for step, side in enumerate(calls, start=60):  # 6 of 10 "left" at 0.9: their vote is 0.61 sure
+        (track,) = tracker.update([mirrored(100, side, 0.9)], 0.033 * step)
+    assert track.handedness == 2 and track.slide_votes is None
+
+
+def test_a_run_of_sure_contrary_calls_without_a_jump_does_not_turn_the_side():
+    tracker = HandTracker()
+    for step in range(60):
+        (track,) = tracker.update([sided(100, 2, 0.9)], 0.033 * step)
+    for step in range(60, 60 + 2 * SLIDE_CALLS):
+        (track,) = tracker.update([sided(100, 1, 0.9)], 0.033 * step)
+    assert track.handedness == 2 and track.slide_votes is None
 
 
 def test_smoothing_filters_keypoints_of_continued_tracks():
