@@ -812,9 +812,10 @@ def offline_pipeline(model: Path, localizer: Path | None, backend: str, values: 
         raise DemoError(str(error)) from error
 
 
-def processed_frames(path: Path, num_frames: int) -> set[int]:
+def processed_frames(path: Path) -> tuple[set[int], int]:
     """The indices of the frames that the run whose results.jsonl is `path` (or is in the directory
-    `path`) processed; DemoError when it is missing, unreadable or of a stream of another length."""
+    `path`) processed, and how many frames it recorded; DemoError when it is missing or unreadable
+    or processed none."""
     results = path / 'results.jsonl' if path.is_dir() else path
     if not results.is_file():
         raise DemoError(f'--frames-processed-in {path}: no such results.jsonl (give the one a '
@@ -835,10 +836,7 @@ def processed_frames(path: Path, num_frames: int) -> set[int]:
             processed.add(frame)
     if not processed:
         raise DemoError(f'{results}: its run processed no frame, so there is nothing to reproduce')
-    if count != num_frames:
-        raise DemoError(f'{results} records {count} frames, this stream has {num_frames}: play '
-                        f'the same stream (--frames {count} and the same --hands, --seed or source)')
-    return processed
+    return processed, count
 
 
 def play_offline(frames: list[Frame], fps: float, pipeline, regions_from_truth: bool,
@@ -976,6 +974,8 @@ def run(args: argparse.Namespace) -> int:
     if args.bag is not None and not args.bag.exists():
         raise DemoError(f'--bag {args.bag} does not exist')
     values = offline_parameters(args.param) if args.offline else None
+    # read before any frame is rendered or any output written, so a bad file costs nothing
+    replay = None if args.frames_processed_in is None else processed_frames(args.frames_processed_in)
     out_dir = prepare_out_dir(args)
     if localizer is None and not args.regions_from_truth:
         print('hand-cpm-demo: note: no hand localiser (no --localizer, no '
@@ -999,9 +999,12 @@ def run(args: argparse.Namespace) -> int:
         else:
             frames = rendered_frames(args.frames, args.hands, args.seed)
             source = f'rendered stream (hands: {args.hands}, seed {args.seed})'
+        if replay is not None and replay[1] != len(frames):
+            raise DemoError(f'{args.frames_processed_in} records {replay[1]} frames, this stream has '
+                            f'{len(frames)}: play the same stream (--frames {replay[1]} and the same '
+                            '--hands, --seed or source)')
         if args.offline:
-            only = None if args.frames_processed_in is None else processed_frames(
-                args.frames_processed_in, len(frames))
+            only = None if replay is None else replay[0]
             pipeline = offline_pipeline(model, localizer, args.backend, values,
                                         args.regions_from_truth)
             stamps, recorder = play_offline(frames, args.fps, pipeline, args.regions_from_truth,
