@@ -10,13 +10,19 @@ the hand's centre from the cell and a handedness logit (hand_cpm_ros.localizer d
 maps and decodes them). No anchors, no NMS inside the graph: decoding is a 3x3 max filter and a
 top-k in numpy.
 
+loc-deep is loc-lite with six more residual blocks (0.59 against 0.39 GFLOPs): five at strides
+8-32 and one at stride 4 before the head. loc-lite's training heat loss fell only from 1.48 to
+1.24 over four runs of growing data (runs 5-8, models/training/loc_lite_*/log.csv), the sign of a
+network too small for its task; the added blocks start as identities, so loc-deep can start from a
+trained loc-lite.
+
 Input: the frame letterboxed to 320x256 (a 640x480 camera image at half resolution, padded by 8
 rows top and bottom), normalised BGR like the CPM light variants.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +42,11 @@ class LocalizerConfig:
     stride: int = 4
     width_mult: float = 1.0
     pyramid_channels: int = 48
+    # Residual blocks added at the end of each of the five levels, and on the stride-4 pyramid
+    # before the head: 0 for loc-lite. They start as identities (their last BatchNorm at zero), so
+    # a run can grow a trained loc-lite into loc-deep without losing what it had learnt.
+    extra_blocks: tuple[int, ...] = (0, 0, 0, 0, 0)
+    refine_blocks: int = 0
     mean: tuple[float, float, float] = IMAGENET_MEAN_BGR
     std: tuple[float, float, float] = IMAGENET_STD_BGR
 
@@ -45,6 +56,11 @@ class LocalizerConfig:
         if self.input_width % 32 or self.input_height % 32 or min(self.input_width, self.input_height) < 64:
             raise ValueError(f'localiser input {self.input_width}x{self.input_height} must be multiples '
                              'of 32 (the deepest feature map) and at least 64')
+        extra = tuple(int(v) for v in self.extra_blocks)
+        if len(extra) != len(_LEVELS) or min(extra) < 0 or self.refine_blocks < 0:
+            raise ValueError(f'extra_blocks needs {len(_LEVELS)} counts >= 0 (one per level) and '
+                             f'refine_blocks >= 0, got {self.extra_blocks} and {self.refine_blocks}')
+        object.__setattr__(self, 'extra_blocks', extra)
         object.__setattr__(self, 'mean', tuple(float(v) for v in self.mean))
         object.__setattr__(self, 'std', tuple(float(v) for v in self.std))
 
@@ -54,14 +70,32 @@ class LocalizerConfig:
     def to_dict(self) -> dict:
         data = asdict(self)
         data['mean'], data['std'] = list(self.mean), list(self.std)
+        data['extra_blocks'] = list(self.extra_blocks)
         return data
 
     @classmethod
     def from_dict(cls, data: dict) -> LocalizerConfig:
         return from_known_fields(cls, data, 'localiser config')
 
+    def grows(self, smaller: LocalizerConfig) -> bool:
+        """True if this network is `smaller` with blocks added (extra_blocks, refine_blocks), so
+        that a run can start from its weights (hand-cpm-train --init-weights)."""
+        same_otherwise = replace(self, name=smaller.name, extra_blocks=smaller.extra_blocks,
+                                 refine_blocks=smaller.refine_blocks) == smaller
+        return (same_otherwise and self.refine_blocks >= smaller.refine_blocks
+                and all(new >= old for new, old in zip(self.extra_blocks, smaller.extra_blocks)))
 
-LOCALIZER_VARIANTS = {'loc-lite': LocalizerConfig()}
+
+# (expand, out channels, repeats, stride) per level; levels end at strides 2, 4, 8, 16, 32.
+_LEVELS = ((1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 2, 2), (4, 64, 3, 2), (4, 96, 2, 2))
+REFINE_EXPAND = 2   # the stride-4 refine blocks are the costly ones (80x64 cells): half expansion
+
+LOCALIZER_VARIANTS = {
+    'loc-lite': LocalizerConfig(),
+    # loc-lite with capacity where small hands are told from clutter (strides 8-32) and one refine
+    # block at stride 4; grown from a trained loc-lite (models/MODEL_CARD.md, "loc-deep").
+    'loc-deep': LocalizerConfig(name='loc-deep', extra_blocks=(0, 0, 2, 2, 1), refine_blocks=1),
+}
 
 
 def parse_frame_size(text: str) -> tuple[int, int]:
@@ -80,10 +114,6 @@ def get_localizer_config(name: str, **overrides) -> LocalizerConfig:
     return LocalizerConfig.from_dict({**LOCALIZER_VARIANTS[name].to_dict(), **overrides})
 
 
-# (expand, out channels, repeats, stride) per level; levels end at strides 2, 4, 8, 16, 32.
-_LEVELS = ((1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 2, 2), (4, 64, 3, 2), (4, 96, 2, 2))
-
-
 class HandLocalizerNet(nn.Module):
     """Frame (N, 3, H, W) -> (N, 6, H/4, W/4) centre / size / offset / handedness maps."""
 
@@ -94,13 +124,15 @@ class HandLocalizerNet(nn.Module):
         self.stem = ConvBNReLU(3, channels, 3, stride=2)
         self.levels = nn.ModuleList()
         level_channels = []
-        for expand, out, repeats, stride in _LEVELS:
+        added = []   # the grown blocks, which start as identities
+        for (expand, out, repeats, stride), extra in zip(_LEVELS, config.extra_blocks):
             out = max(8, round(out * config.width_mult))
             blocks = []
             for index in range(repeats):
                 blocks.append(InvertedResidual(channels, out, stride if index == 0 else 1, expand))
                 channels = out
-            self.levels.append(nn.Sequential(*blocks))
+            added += [InvertedResidual(out, out, 1, expand) for _ in range(extra)]
+            self.levels.append(nn.Sequential(*blocks, *added[len(added) - extra:]))
             level_channels.append(out)
         width = config.pyramid_channels
         # Laterals for strides 4, 8, 16, 32 (levels 1..4); the top-down sum is smoothed by a
@@ -109,11 +141,14 @@ class HandLocalizerNet(nn.Module):
         self.smooth = nn.ModuleList(
             nn.Sequential(ConvBNReLU(width, width, 3, groups=width), ConvBNReLU(width, width))
             for _ in level_channels[1:-1])
+        self.refine = nn.Sequential(*(InvertedResidual(width, width, 1, REFINE_EXPAND)
+                                      for _ in range(config.refine_blocks)))
+        added += list(self.refine)
         self.head = nn.Sequential(ConvBNReLU(width, width, 3, groups=width), ConvBNReLU(width, width),
                                   nn.Conv2d(width, NUM_OUTPUTS, 1))
-        self._init_weights()
+        self._init_weights(added)
 
-    def _init_weights(self) -> None:
+    def _init_weights(self, added: list[InvertedResidual]) -> None:
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode='fan_out', nonlinearity='relu')
@@ -128,6 +163,8 @@ class HandLocalizerNet(nn.Module):
         with torch.no_grad():
             out.bias[HEAT] = -math.log(99.0)
             out.bias[SIZE] = math.log(0.2 * self.config.input_height / self.config.stride)
+            for block in added:
+                block.block[-1][1].weight.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = []
@@ -139,7 +176,7 @@ class HandLocalizerNet(nn.Module):
         for index in range(len(self.laterals) - 2, -1, -1):
             top = self.smooth[index](self.laterals[index](features[index + 1])
                                      + F.interpolate(top, scale_factor=2.0, mode='nearest'))
-        return self.head(top)
+        return self.head(self.refine(top))
 
 
 def build_localizer(config: LocalizerConfig) -> HandLocalizerNet:

@@ -290,8 +290,9 @@ INPUT_SIZE_FIELDS = ('input_size', 'input_width', 'input_height')
 def load_initial_weights(model: nn.Module, path: str, task: str, model_config) -> None:
     """Copy the network weights of checkpoint `path` into `model` (--init-weights); the
     checkpoint must hold the same task and network configuration, except that it may have been
-    trained at another input size (a run can fine-tune a network at a finer input) or with fewer
-    stages (a run can add refinement stages)."""
+    trained at another input size (a run can fine-tune a network at a finer input), with fewer
+    stages (a run can add refinement stages) or, for the localiser, with fewer blocks (a run can
+    grow loc-lite into loc-deep: the added blocks start as identities)."""
     try:
         state = load_checkpoint(path)
     except CheckpointError as error:
@@ -307,9 +308,12 @@ def load_initial_weights(model: nn.Module, path: str, task: str, model_config) -
     adjustable = {name: getattr(saved, name) for name in INPUT_SIZE_FIELDS + ('stages',)
                   if hasattr(saved, name)}
     sizes = {name: value for name, value in adjustable.items() if name in INPUT_SIZE_FIELDS}
-    if saved is None or replace(model_config, **adjustable) != saved:
+    grown = (isinstance(model_config, LocalizerConfig) and saved is not None
+             and replace(model_config, **sizes) != saved and replace(model_config, **sizes).grows(saved))
+    if saved is None or (replace(model_config, **adjustable) != saved and not grown):
         raise UsageError(f'--init-weights {path} holds another network configuration '
-                         f'({saved_dict.get("name")}); pass the --variant it was trained with')
+                         f'({saved_dict.get("name")}); pass the --variant it was trained with '
+                         f'(or, for a localiser, one that grows it)')
     new_sizes = {name: getattr(model_config, name) for name in sizes}
     if new_sizes != sizes:
         print(f'--init-weights: the network was trained at {_describe_size(sizes)}; this run '
@@ -325,6 +329,12 @@ def load_initial_weights(model: nn.Module, path: str, task: str, model_config) -
                  else f'stages {saved.stages + 1}-{model_config.stages} start')
         print(f'--init-weights: the network had {saved.stages} stages; {added} as copies of stage '
               f'{saved.stages}')
+    if grown:
+        missing, _ = model.load_state_dict(weights, strict=False)
+        blocks = sorted({key.rsplit('.block.', 1)[0] for key in missing})
+        print(f'--init-weights: {saved.name} grows into {model_config.name}; {len(blocks)} added blocks '
+              f'({", ".join(blocks)}) start as identities')
+        return
     model.load_state_dict(weights)
 
 

@@ -13,7 +13,7 @@ from hand_cpm_ros.backends import create_backend
 from hand_cpm_ros.localizer import DEFAULT_SCORE_THRESHOLD, LocalizerCodec
 from hand_cpm_train import engine, evaluate, export, train
 from hand_cpm_train.checkpoint import load_checkpoint, load_model
-from hand_cpm_train.localizer_model import localizer_loss
+from hand_cpm_train.localizer_model import build_localizer, get_localizer_config, localizer_loss
 
 
 @pytest.fixture(scope='module')
@@ -71,6 +71,33 @@ def test_resume_continues_and_a_keypoint_variant_is_refused(run, tmp_path):
         train.main(['--task', 'localizer', '--regression-radius', '3', '--data', str(run[0]),
                     '--out', str(tmp_path / 'z')])
     assert refused.value.code == 2
+
+
+def test_a_trained_loc_lite_grows_into_loc_deep_unchanged_and_trains_on(run, tmp_path, capsys):
+    """--variant loc-deep --init-weights LOC_LITE: the added blocks start as identities (the grown
+    network's maps equal the small one's), the run trains and saves a loc-deep; the other way
+    round is refused."""
+    train_dir, val_dir, out = run
+    small, small_config, _ = load_model(out / 'last.pt')
+    grown_config = get_localizer_config('loc-deep', input_width=128, input_height=96)
+    assert grown_config.grows(small_config) and not small_config.grows(grown_config)
+    grown = build_localizer(grown_config)
+    train.load_initial_weights(grown, str(out / 'last.pt'), 'localizer', grown_config)
+    assert 'start as identities' in capsys.readouterr().out
+    frames = torch.from_numpy(np.random.default_rng(3).standard_normal((2, 3, 96, 128), dtype=np.float32))
+    with torch.no_grad():
+        np.testing.assert_array_equal(grown.eval()(frames).numpy(), small.eval()(frames).numpy())
+
+    arguments = ['--task', 'localizer', '--frame-size', '128x96', '--data', str(train_dir),
+                 '--val-data', str(val_dir), '--batch-size', '2', '--workers', '0', '--no-augment',
+                 '--warmup-steps', '1', '--no-progress', '--epochs', '1']
+    assert train.main([*arguments, '--variant', 'loc-deep', '--out', str(tmp_path / 'deep'),
+                       '--init-weights', str(out / 'last.pt')]) == 0
+    _, config, _ = load_model(tmp_path / 'deep' / 'last.pt')
+    assert (config.name, config.extra_blocks, config.refine_blocks) == ('loc-deep', (0, 0, 2, 2, 1), 1)
+    assert train.main([*arguments, '--variant', 'loc-lite', '--out', str(tmp_path / 'back'),
+                       '--init-weights', str(tmp_path / 'deep' / 'last.pt')]) == 2
+    assert 'holds another network configuration' in capsys.readouterr().err
 
 
 def test_export_matches_torch_and_eval_reports_box_metrics(run, tmp_path, capsys):
