@@ -12,13 +12,15 @@ def test_localizer_is_measured_at_each_frame_size_asked(tmp_path, capsys):
                            '--json', str(out)]) == 0
     result = json.loads(out.read_text())
     assert result['results'] == []
+    # Every localiser variant by default, each at every size asked.
     assert [(entry['variant'], entry['input']) for entry in result['localizers']] == \
-        [('loc-lite', '128x96'), ('loc-lite', '192x160')]
+        [('loc-lite', '128x96'), ('loc-lite', '192x160'), ('loc-deep', '128x96'), ('loc-deep', '192x160')]
     for entry in result['localizers']:
         assert [row['what'] for row in entry['latency']] == ['detect 640x480 frame', 'network only']
         assert all(row['runs'] == 1 and row['median_ms'] > 0 for row in entry['latency'])
     table = capsys.readouterr().out
     assert '| loc-lite | 192x160 | detect 640x480 frame |' in table
+    assert '| loc-deep | 128x96 | network only |' in table
 
     assert benchmark.main(['--variants', '--skip-train', '--localizer-frame-sizes', '100x90']) == 2
     assert 'multiples of 32' in capsys.readouterr().err
