@@ -11,9 +11,9 @@ maps and decodes them). No anchors, no NMS inside the graph: decoding is a 3x3 m
 top-k in numpy.
 
 loc-deep is loc-lite with six more residual blocks (0.59 against 0.39 GFLOPs): five at strides
-8-32 and one at stride 4 before the head. loc-lite's training heat loss fell only from 1.48 to
-1.24 over four runs of growing data (runs 5-8, models/training/loc_lite_*/log.csv), the sign of a
-network too small for its task; the added blocks start as identities, so loc-deep can start from a
+8-32 and one at stride 4 before the head. loc-lite had stopped gaining from new frames, and it
+fitted frames it had trained on hardly better than unseen ones (models/MODEL_CARD.md, loc_deep_1): it
+needed capacity more than data. The added blocks start as identities, so loc-deep can start from a
 trained loc-lite.
 
 Input: the frame letterboxed to 320x256 (a 640x480 camera image at half resolution, padded by 8
@@ -92,8 +92,8 @@ REFINE_EXPAND = 2   # the stride-4 refine blocks are the costly ones (80x64 cell
 
 LOCALIZER_VARIANTS = {
     'loc-lite': LocalizerConfig(),
-    # loc-lite with capacity where small hands are told from clutter (strides 8-32) and one refine
-    # block at stride 4; grown from a trained loc-lite (models/MODEL_CARD.md, "loc-deep").
+    # loc-lite with two blocks more at strides 8 and 16, one at 32 and one refine block at stride 4;
+    # the shipped localiser is a trained loc-lite grown into it (models/MODEL_CARD.md).
     'loc-deep': LocalizerConfig(name='loc-deep', extra_blocks=(0, 0, 2, 2, 1), refine_blocks=1),
 }
 

@@ -308,8 +308,9 @@ def load_initial_weights(model: nn.Module, path: str, task: str, model_config) -
     adjustable = {name: getattr(saved, name) for name in INPUT_SIZE_FIELDS + ('stages',)
                   if hasattr(saved, name)}
     sizes = {name: value for name, value in adjustable.items() if name in INPUT_SIZE_FIELDS}
-    grown = (isinstance(model_config, LocalizerConfig) and saved is not None
-             and replace(model_config, **sizes) != saved and replace(model_config, **sizes).grows(saved))
+    resized = replace(model_config, **sizes)   # this network at the checkpoint's input size
+    grown = (isinstance(model_config, LocalizerConfig) and saved is not None and resized != saved
+             and resized.grows(saved))
     if saved is None or (replace(model_config, **adjustable) != saved and not grown):
         raise UsageError(f'--init-weights {path} holds another network configuration '
                          f'({saved_dict.get("name")}); pass the --variant it was trained with '

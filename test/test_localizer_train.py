@@ -81,6 +81,8 @@ def test_a_trained_loc_lite_grows_into_loc_deep_unchanged_and_trains_on(run, tmp
     small, small_config, _ = load_model(out / 'last.pt')
     grown_config = get_localizer_config('loc-deep', input_width=128, input_height=96)
     assert grown_config.grows(small_config) and not small_config.grows(grown_config)
+    with pytest.raises(ValueError, match='one per level'):
+        get_localizer_config('loc-deep', extra_blocks=(1, 2))
     grown = build_localizer(grown_config)
     train.load_initial_weights(grown, str(out / 'last.pt'), 'localizer', grown_config)
     assert 'start as identities' in capsys.readouterr().out
