@@ -131,8 +131,9 @@ class HandLocalizerNet(nn.Module):
             for index in range(repeats):
                 blocks.append(InvertedResidual(channels, out, stride if index == 0 else 1, expand))
                 channels = out
-            added += [InvertedResidual(out, out, 1, expand) for _ in range(extra)]
-            self.levels.append(nn.Sequential(*blocks, *added[len(added) - extra:]))
+            grown = [InvertedResidual(out, out, 1, expand) for _ in range(extra)]
+            added += grown
+            self.levels.append(nn.Sequential(*blocks, *grown))
             level_channels.append(out)
         width = config.pyramid_channels
         # Laterals for strides 4, 8, 16, 32 (levels 1..4); the top-down sum is smoothed by a
