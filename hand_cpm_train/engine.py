@@ -204,6 +204,13 @@ SWEEP_THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6)
 SIZE_CLASSES = ((0.1, 'small (< 10% of frame height)'), (0.3, 'medium (10-30%)'),
                 (float('inf'), 'large (>= 30%)'))
 OVERLAP_CLASSES = ('overlapping another hand', 'apart from other hands')
+# Rendered frames mark each keypoint hidden by the hand itself, another hand or an occluder; a hand
+# with fewer than MIN_SEEN_KEYPOINTS of 21 visible is mostly out of sight (the recall breakdown
+# tells those misses apart from hands that could be seen).
+MIN_SEEN_KEYPOINTS = 7
+VISIBILITY_CLASSES = (f'mostly hidden (< {MIN_SEEN_KEYPOINTS} of 21 keypoints visible)',
+                      f'in sight (>= {MIN_SEEN_KEYPOINTS} keypoints visible)',
+                      'visibility unknown (no keypoints in the annotation)')
 BOX_IOUS = (0.3, 0.5, 0.7)   # matching IoUs of the localiser's recall_by_iou
 
 
@@ -220,6 +227,13 @@ def overlap_classes(boxes: np.ndarray) -> list[str]:
     return [OVERLAP_CLASSES[0] if row.any() else OVERLAP_CLASSES[1] for row in overlaps]
 
 
+def visibility_class(visible_keypoints: int) -> str:
+    """The VISIBILITY_CLASSES label of a hand with this many visible keypoints (-1: unknown)."""
+    if visible_keypoints < 0:
+        return VISIBILITY_CLASSES[2]
+    return VISIBILITY_CLASSES[0] if visible_keypoints < MIN_SEEN_KEYPOINTS else VISIBILITY_CLASSES[1]
+
+
 def evaluate_localizer(predict: Callable[[np.ndarray], np.ndarray], records: Sequence[FrameRecord],
                        codec: LocalizerCodec, model_info: ModelInfo, score_threshold: float,
                        max_hands: int = 2, iou_threshold: float = 0.5, batch_size: int = 8,
@@ -231,15 +245,16 @@ def evaluate_localizer(predict: Callable[[np.ndarray], np.ndarray], records: Seq
     `score_threshold`, ap (VOC all-point AP over detections down to score 0.05), empty_frames
     (frames without hands) and false_alarm_frames (of those, how many got a box at
     `score_threshold`), score_threshold, iou, and sweep: precision and recall at each of
-    SWEEP_THRESHOLDS, to choose an operating point on validation frames; recall_by_size and
-    recall_by_overlap: recall at `score_threshold` per SIZE_CLASSES / OVERLAP_CLASSES label
-    ({'hands', 'recall'}), to see which hands are missed; misses: metrics.miss_reasons counts
-    at `score_threshold`, to see why; recall_by_iou: recall at `score_threshold` when boxes are
-    matched at each of BOX_IOUS, to see how tight the boxes are.
+    SWEEP_THRESHOLDS, to choose an operating point on validation frames; recall_by_size,
+    recall_by_overlap and recall_by_visibility: recall at `score_threshold` per SIZE_CLASSES /
+    OVERLAP_CLASSES / VISIBILITY_CLASSES label ({'hands', 'recall'}), to see which hands are
+    missed; misses: metrics.miss_reasons counts at `score_threshold`, to see why; recall_by_iou:
+    recall at `score_threshold` when boxes are matched at each of BOX_IOUS, to see how tight the
+    boxes are.
     """
     if not records:
         raise ValueError('evaluate_localizer got no frames')
-    boxes, scores, truth, sizes, overlaps = [], [], [], [], []
+    boxes, scores, truth, sizes, overlaps, visibility = [], [], [], [], [], []
     for start in tqdm(range(0, len(records), batch_size), desc='evaluate', disable=not progress,
                       dynamic_ncols=True, leave=False):
         chunk = records[start:start + batch_size]
@@ -254,6 +269,7 @@ def evaluate_localizer(predict: Callable[[np.ndarray], np.ndarray], records: Seq
             truth.append(record.boxes)
             sizes.append([size_class(box, image.shape[0]) for box in record.boxes])
             overlaps.append(overlap_classes(record.boxes))
+            visibility.append([visibility_class(count) for count in record.visible_keypoints])
     precision, recall = metrics.detection_pr(boxes, scores, truth, iou_threshold, score_threshold)
     empty = [index for index, gt in enumerate(truth) if len(gt) == 0]
     result = {'n': len(records), 'hands': int(sum(len(gt) for gt in truth)),
@@ -270,7 +286,8 @@ def evaluate_localizer(predict: Callable[[np.ndarray], np.ndarray], records: Seq
     result['recall_by_iou'] = {f'{iou:.1f}': metrics.detection_pr(boxes, scores, truth, iou, score_threshold)[1]
                                for iou in BOX_IOUS}
     for key, labels, groups in (('recall_by_size', [label for _, label in SIZE_CLASSES], sizes),
-                                ('recall_by_overlap', OVERLAP_CLASSES, overlaps)):
+                                ('recall_by_overlap', OVERLAP_CLASSES, overlaps),
+                                ('recall_by_visibility', VISIBILITY_CLASSES, visibility)):
         by_label = metrics.recall_by_group(boxes, scores, truth, groups, iou_threshold, score_threshold)
         result[key] = {label: by_label[label] for label in labels if label in by_label}
     return result

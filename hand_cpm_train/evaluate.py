@@ -17,12 +17,13 @@ A localiser model (hand-cpm-train --task localizer; the task is read from the ch
 ONNX metadata) is evaluated on whole frames (hand-cpm-synth --scene frame) the way the runtime
 runs it: letterbox, network, decode into source pixels. Reported: precision and recall of the
 boxes at IoU 0.5 at the deployed --score-threshold, AP (VOC all-point) and how many hand-free
-frames got a false box, and recall by hand size and for hands overlapping another hand (where the
-misses are), why hands are missed (scored below the threshold, box off, not found) and recall
-when boxes are matched at IoU 0.3 / 0.5 / 0.7 (how tight the boxes are); --json ends with
-{"task": "localizer", "n", "hands", "precision", "recall", "ap", "recall_by_size",
-"recall_by_overlap", "misses", "recall_by_iou", ...}. --frame-size WxH runs a localiser checkpoint on
-frames letterboxed to another size than it was trained on: which input finds which hands.
+frames got a false box, and recall by hand size, for hands overlapping another hand and for hands
+mostly hidden (fewer than 7 of their 21 keypoints visible): where the misses are; why hands are
+missed (scored below the threshold, box off, not found) and recall when boxes are matched at IoU
+0.3 / 0.5 / 0.7 (how tight the boxes are); --json ends with {"task": "localizer", "n", "hands",
+"precision", "recall", "ap", "recall_by_size", "recall_by_overlap", "recall_by_visibility",
+"misses", "recall_by_iou", ...}. --frame-size WxH runs a localiser checkpoint on frames letterboxed
+to another size than it was trained on: which input finds which hands.
 
 A checkpoint remembers its training data: evaluating on a training directory is refused, except
 when that run held out a group split of it, in which case only that held-out split is evaluated.
@@ -202,7 +203,7 @@ def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
     for row in result['sweep']:
         print(f'| {row["score_threshold"]:.2f} | {row["precision"]:.4f} | {row["recall"]:.4f} |')
     print(f'\n| hands (at score threshold {args.score_threshold:.2f}) | count | recall |\n|---|---:|---:|')
-    for group in (result['recall_by_size'], result['recall_by_overlap']):
+    for group in (result['recall_by_size'], result['recall_by_overlap'], result['recall_by_visibility']):
         for label, values in group.items():
             print(f'| {label} | {values["hands"]} | {values["recall"]:.4f} |')
     print(f'\n| ground-truth hands at score threshold {args.score_threshold:.2f} | count |\n|---|---:|')

@@ -21,7 +21,8 @@ from hand_cpm_ros.backends.base import ModelInfo, normalize_crops
 from hand_cpm_ros.geometry import apply_affine
 from hand_cpm_ros.localizer import LocalizerCodec, letterbox
 from hand_cpm_train.augment import AugmentConfig, photometric
-from hand_cpm_train.data import _annotation_files, _image_beside, _read_json, group_fraction, read_image
+from hand_cpm_train.data import (_annotation_files, _image_beside, _parse_points, _read_json, group_fraction,
+                                 read_image)
 
 MIN_KEPT_AREA = 0.3   # a box cut by the zoom keeps its label if this much of it stays in view
 
@@ -32,6 +33,7 @@ class FrameRecord:
     image_path: Path
     boxes: np.ndarray        # (M, 4) float64
     is_left: np.ndarray      # (M,) bool
+    visible_keypoints: np.ndarray   # (M,) int: keypoints marked visible, -1 without "hand_pts"
 
 
 def load_frame_records(root: str | Path) -> list[FrameRecord]:
@@ -49,7 +51,9 @@ def load_frame_records(root: str | Path) -> list[FrameRecord]:
         if not np.all(np.isfinite(boxes)) or np.any(boxes[:, 2:] <= boxes[:, :2]):
             raise ValueError(f'{path}: every hand box must be finite with x1 > x0 and y1 > y0')
         is_left = np.array([bool(hand.get('is_left', 0)) for hand in content['hands']], dtype=bool)
-        records.append(FrameRecord(_image_beside(path), boxes, is_left))
+        visible = np.array([_parse_points(hand['hand_pts'], str(path))[1].sum() if 'hand_pts' in hand else -1
+                            for hand in content['hands']], dtype=np.int64)
+        records.append(FrameRecord(_image_beside(path), boxes, is_left, visible))
     if not records:
         raise ValueError(f'{root} holds no frame annotations (NAME.json with a "hands" list)')
     return records

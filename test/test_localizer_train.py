@@ -4,6 +4,7 @@ machinery, not accuracy (the decode path is checked exactly in test_localizer_ru
 import csv
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -13,6 +14,7 @@ from hand_cpm_ros.backends import create_backend
 from hand_cpm_ros.localizer import DEFAULT_SCORE_THRESHOLD, LocalizerCodec
 from hand_cpm_train import engine, evaluate, export, train
 from hand_cpm_train.checkpoint import load_checkpoint, load_model
+from hand_cpm_train.localizer_data import load_frame_records
 from hand_cpm_train.localizer_model import build_localizer, get_localizer_config, localizer_loss
 
 
@@ -131,7 +133,9 @@ def test_export_matches_torch_and_eval_reports_box_metrics(run, tmp_path, capsys
                          if row['score_threshold'] == DEFAULT_SCORE_THRESHOLD]
         assert at_default['recall'] == result['recall']
         by_size, by_overlap = result['recall_by_size'], result['recall_by_overlap']
-        for group in (by_size, by_overlap):
+        by_visibility = result['recall_by_visibility']
+        assert set(by_visibility) <= set(engine.VISIBILITY_CLASSES[:2]), 'rendered hands have keypoints'
+        for group in (by_size, by_overlap, by_visibility):
             assert sum(row['hands'] for row in group.values()) == result['hands']
             found = sum(row['hands'] * row['recall'] for row in group.values())
             assert found == pytest.approx(result['recall'] * result['hands'])
@@ -149,6 +153,19 @@ def test_hands_are_grouped_by_size_and_overlap_for_the_recall_breakdown():
         'small (< 10% of frame height)', 'medium (10-30%)', 'large (>= 30%)']
     assert engine.overlap_classes(boxes) == ['overlapping another hand'] * 2 + ['apart from other hands']
     assert engine.overlap_classes(np.zeros((0, 4))) == []
+    assert [engine.visibility_class(count) for count in (0, 6, 7, 21, -1)] == [
+        engine.VISIBILITY_CLASSES[0]] * 2 + [engine.VISIBILITY_CLASSES[1]] * 2 + [engine.VISIBILITY_CLASSES[2]]
+
+
+def test_frame_records_count_each_hands_visible_keypoints(tmp_path):
+    points = [[10.0 + i, 20.0, int(i < 5)] for i in range(21)]
+    hands = [{'hand_pts': points, 'is_left': 1, 'box': [5, 5, 40, 40]},
+             {'is_left': 0, 'box': [50, 50, 90, 90]}]
+    (tmp_path / 'a.json').write_text(json.dumps({'width': 100, 'height': 100, 'hands': hands}))
+    cv2.imwrite(str(tmp_path / 'a.jpg'), np.zeros((100, 100, 3), np.uint8))
+    (record,) = load_frame_records(tmp_path)
+    assert record.visible_keypoints.tolist() == [5, -1]
+    assert record.is_left.tolist() == [True, False]
 
 
 def test_eval_and_export_run_a_localizer_on_another_frame_size(run, tmp_path, capsys):
