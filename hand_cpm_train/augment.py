@@ -56,11 +56,16 @@ class AugmentConfig:
     occlusion_max_size: float = 0.35      # fraction of the crop side
     cutout_prob: float = 0.3
     cutout_max_size: float = 0.5
+    frame_zoom_min: float = 0.7           # localiser: whole-frame zoom (log-uniform); < 1 zooms out
+    frame_zoom_max: float = 1.4
 
     def __post_init__(self):
         if not 0 < self.scale_min <= self.scale_max:
             raise ValueError(f'need 0 < scale_min <= scale_max, got {self.scale_min}, '
                              f'{self.scale_max}')
+        if not 0 < self.frame_zoom_min <= self.frame_zoom_max:
+            raise ValueError(f'need 0 < frame_zoom_min <= frame_zoom_max, got {self.frame_zoom_min}, '
+                             f'{self.frame_zoom_max}')
         if not 0 < self.gamma_min <= self.gamma_max:
             raise ValueError(f'need 0 < gamma_min <= gamma_max, got {self.gamma_min}, '
                              f'{self.gamma_max}')

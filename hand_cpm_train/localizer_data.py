@@ -78,9 +78,10 @@ def _transform_boxes(affine: np.ndarray, boxes: np.ndarray) -> np.ndarray:
                            np.maximum(corners[:, :2], corners[:, 2:])], axis=1)
 
 
-def _random_view(rng: np.random.Generator, width: int, height: int) -> tuple[np.ndarray, bool]:
-    """A zoom (0.7..1.4, log-uniform) about a shifted centre, mirrored half of the time."""
-    scale = float(np.exp(rng.uniform(np.log(0.7), np.log(1.4))))
+def _random_view(rng: np.random.Generator, width: int, height: int, zoom_min: float,
+                 zoom_max: float) -> tuple[np.ndarray, bool]:
+    """A zoom (zoom_min..zoom_max, log-uniform) about a shifted centre, mirrored half of the time."""
+    scale = float(np.exp(rng.uniform(np.log(zoom_min), np.log(zoom_max))))
     shift = rng.uniform(-0.15, 0.15, size=2) * (width, height)
     mirror = bool(rng.random() < 0.5)
     centre = np.array([(width - 1) / 2, (height - 1) / 2])
@@ -114,7 +115,8 @@ class FrameDataset(Dataset):
         is_left = record.is_left.copy()
         if self.train:
             rng = np.random.default_rng((self.seed, self.epoch, index))
-            view, mirror = _random_view(rng, self.codec.input_width, self.codec.input_height)
+            view, mirror = _random_view(rng, self.codec.input_width, self.codec.input_height,
+                                        self.augment.frame_zoom_min, self.augment.frame_zoom_max)
             image = cv2.warpAffine(image, view, (self.codec.input_width, self.codec.input_height),
                                    flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                                    borderValue=(114, 114, 114))

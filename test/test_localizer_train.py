@@ -12,9 +12,10 @@ from test_data import write_frame_dataset
 
 from hand_cpm_ros.backends import create_backend
 from hand_cpm_ros.localizer import DEFAULT_SCORE_THRESHOLD, LocalizerCodec
-from hand_cpm_train import engine, evaluate, export, train
+from hand_cpm_train import data, engine, evaluate, export, train
 from hand_cpm_train.checkpoint import load_checkpoint, load_model
-from hand_cpm_train.localizer_data import load_frame_records
+from hand_cpm_train.augment import AugmentConfig
+from hand_cpm_train.localizer_data import FrameDataset, load_frame_records
 from hand_cpm_train.localizer_model import build_localizer, get_localizer_config, localizer_loss
 
 
@@ -228,3 +229,23 @@ def test_box_losses_are_a_weighted_mean_per_hand(radius):
     expected = 2 * 0.5 * weight[~centres].sum() / 2   # two maps, two hands
     assert localizer_loss(outputs, targets)['size'].item() == pytest.approx(float(expected), rel=1e-5)
     assert (expected == 0) == (radius == 0)
+
+
+def test_frame_zoom_range_scales_the_boxes_with_the_frame(tmp_path):
+    """A fixed frame zoom (frame_zoom_min = frame_zoom_max) scales every kept box by that zoom
+    about the view's centre; a reversed range is refused."""
+    write_frame_dataset(tmp_path, 1)
+    config = get_localizer_config('loc-lite', input_width=320, input_height=256)
+    codec = config.codec()
+    records = load_frame_records(tmp_path)
+    plain = FrameDataset(records, codec, data.model_info_for(config, codec), train=False)
+    _, boxes, _ = plain.sample(0)
+    for zoom in (0.5, 0.8):
+        augment = AugmentConfig(frame_zoom_min=zoom, frame_zoom_max=zoom, color_prob=0, blur_prob=0,
+                                noise_prob=0, jpeg_prob=0, grey_prob=0, channel_swap_prob=0)
+        zoomed = FrameDataset(records, codec, data.model_info_for(config, codec), train=True, augment=augment)
+        _, moved, _ = zoomed.sample(0)
+        assert len(moved) == len(boxes)
+        np.testing.assert_allclose(moved[:, 2:] - moved[:, :2], zoom * (boxes[:, 2:] - boxes[:, :2]), atol=1e-6)
+    with pytest.raises(ValueError, match='frame_zoom_min <= frame_zoom_max'):
+        AugmentConfig(frame_zoom_min=1.4, frame_zoom_max=1.0)
