@@ -32,8 +32,9 @@ from hand_cpm_train.synth.scene import HandAnnotation, RenderedScene, render_sam
 from test_node import FRAME_ID, RELIABLE_IMAGE, Client, pixels, start_node, stop_node  # noqa: E402
 
 # Keypoint accuracy of the found qualifying hands (over each hand's visible keypoints, normalised
-# by its box size as hand-cpm-eval does). The shipped models (keypoint run 15, loc_deep_1) find all
-# 6: median errors 0.017-0.054 (their median 0.037), PCK@0.2 0.75-1.00 (mean 0.94); keypoint run 14
+# by its box size as hand-cpm-eval does). The shipped models (keypoint run 19, loc_deep_1) find all
+# 6: median errors 0.013-0.056 (their median 0.038), PCK@0.2 0.81-1.00 (mean 0.94); keypoint run 15:
+# all 6, medians 0.017-0.054 (their median 0.037), PCK@0.2 0.75-1.00 (mean 0.94); keypoint run 14
 # (with loc_lite_7): all 6, medians 0.015-0.216 (their median 0.040), PCK@0.2 0.47-1.00 (mean 0.86); keypoint run 13:
 # all 6, medians 0.017-0.146 (their median 0.036), PCK@0.2 0.59-1.00 (mean 0.89); keypoint run 12:
 # all 6, medians 0.025-0.132 (their median 0.041), mean PCK@0.2 0.88; keypoint run 10: all 6,
