@@ -749,7 +749,8 @@ def describe(summary: dict) -> str:
 
 # ---------------------------------------------------------------------------------- offline
 # Node parameters an offline run uses besides the pipeline's (hand_cpm_ros.node.PIPELINE_PARAMETERS).
-OFFLINE_NODE_PARAMETERS = ('threads', 'localizer_threads', 'localizer_threshold', 'heatmap_alpha')
+OFFLINE_NODE_PARAMETERS = ('threads', 'localizer_threads', 'localizer_threshold', 'localizer_flip_averaging',
+                           'heatmap_alpha')
 
 
 @dataclass
@@ -804,7 +805,7 @@ def offline_pipeline(model: Path, localizer: Path | None, backend: str, values: 
     try:
         boxes = None if localizer is None else load_localizer(
             localizer, values['localizer_threshold'], 8, values['localizer_threads'], threads,
-            logger=lambda text: None)
+            logger=lambda text: None, flip_averaging=values['localizer_flip_averaging'])
         return HandPipeline(create_backend(backend, model_path=str(model), threads=threads,
                                            logger=lambda text: None),
                             localizer=boxes, **settings)

@@ -17,7 +17,7 @@ decode -> Detections in that frame's pixels. Pixel convention
 as in geometry.py: pixel centres at integer coordinates; grid cell j's centre lies at input pixel
 j * stride + (stride - 1) / 2.
 """
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from hand_cpm_ros.backends import create_backend
-from hand_cpm_ros.backends.base import Backend, normalize_crops
+from hand_cpm_ros.backends.base import Backend, average_mirrored, normalize_crops, with_mirrored
 from hand_cpm_ros.geometry import apply_affine, box_iou_matrix, clip_box, invert_affine
 
 NUM_OUTPUTS = 6
@@ -258,6 +258,23 @@ class LocalizerCodec:
         return cls(**values)
 
 
+def infer_localizer_maps(infer: Callable[[np.ndarray], np.ndarray], batch: np.ndarray,
+                         flip_averaging: bool = False) -> np.ndarray:
+    """The localiser maps (N, 6, h, w) of a normalised frame batch through `infer` (a backend's
+    infer, or a torch model's predictor). flip_averaging: each frame also runs mirrored, in the
+    same call, and the two answers are averaged: the mirror's maps are flipped back (cell j's
+    centre sits at j*stride + (stride-1)/2, so the flip is exact whatever the letterbox padding)
+    with its centre offsets' x and its handedness logit negated, as a mirror turns them around.
+    Twice the localiser's compute for fewer false and misplaced boxes (models/MODEL_CARD.md)."""
+    if not flip_averaging:
+        return np.asarray(infer(batch), np.float32)
+    outputs = np.array(infer(with_mirrored(batch)), np.float32)
+    mirrored = outputs[len(batch):]
+    mirrored[:, OFFSET.start] *= -1.0
+    mirrored[:, SIDE] *= -1.0
+    return average_mirrored(outputs, None)[0]
+
+
 def prepare_frame(image_bgr: np.ndarray, codec: LocalizerCodec) -> tuple[np.ndarray, np.ndarray]:
     """Letterbox a BGR frame to the codec's input size: (input image, input -> source affine)."""
     letterboxed, source_to_input = letterbox(image_bgr, codec.input_width, codec.input_height)
@@ -294,12 +311,14 @@ class HandLocalizer:
     """Finds hand boxes in whole camera frames with a localiser network behind `backend`.
 
     `score_threshold` is the minimum centre probability of a hand, `max_hands` the most boxes
-    returned (best first), `nms_iou` the overlap above which two boxes are one hand. Satisfies
+    returned (best first), `nms_iou` the overlap above which two boxes are one hand,
+    `flip_averaging` runs each frame mirrored too (infer_localizer_maps). Satisfies
     hand_cpm_ros.pipeline.BoxSource.
     """
 
     def __init__(self, backend: Backend, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-                 max_hands: int = DEFAULT_MAX_HANDS, nms_iou: float = 0.5):
+                 max_hands: int = DEFAULT_MAX_HANDS, nms_iou: float = 0.5,
+                 flip_averaging: bool = False):
         info = backend.info
         if info.task != 'localizer':
             raise ValueError(f'model {info.variant!r} is a {info.task} model, not a hand localiser; '
@@ -314,6 +333,8 @@ class HandLocalizer:
             raise ValueError(f'max_hands must be an integer >= 1, got {max_hands!r}')
         if not 0.0 < nms_iou <= 1.0:
             raise ValueError(f'nms_iou must be in (0, 1], got {nms_iou}')
+        if not isinstance(flip_averaging, bool):
+            raise ValueError(f'flip_averaging must be true or false, got {flip_averaging!r}')
         self.codec = LocalizerCodec.from_dict(info.codec)
         if (self.codec.input_width, self.codec.input_height, self.codec.stride) != \
                 (info.input_width, info.input_height, info.stride):
@@ -322,18 +343,20 @@ class HandLocalizer:
                              f'{info.describe_input()}/{info.stride}')
         self.backend = backend
         self.score_threshold, self.max_hands, self.nms_iou = score_threshold, max_hands, nms_iou
+        self.flip_averaging = flip_averaging
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
         """Hands in one frame (BGR, or gray / BGRA / 16-bit, converted), boxes in its pixels."""
         image = as_bgr8(image_bgr)
         letterboxed, input_to_source = prepare_frame(image, self.codec)
-        outputs = self.backend.infer(normalize_crops(letterboxed[None], self.backend.info))[0]
+        outputs = infer_localizer_maps(self.backend.infer, normalize_crops(letterboxed[None], self.backend.info),
+                                       self.flip_averaging)[0]
         return self.codec.decode(outputs, input_to_source, (image.shape[1], image.shape[0]),
                                  self.score_threshold, self.max_hands, self.nms_iou)
 
 
 def load_localizer(path: Path, score_threshold: float, max_hands: int, localizer_threads: int,
-                   keypoint_threads: int | None, logger) -> HandLocalizer:
+                   keypoint_threads: int | None, logger, flip_averaging: bool = False) -> HandLocalizer:
     """The HandLocalizer of an exported localiser file: .onnx or .pt, anything else a TensorRT
     engine, each on the 'auto' backend (threads: localizer_backend_threads). BackendError or
     ValueError when it cannot be loaded."""
@@ -343,4 +366,5 @@ def load_localizer(path: Path, score_threshold: float, max_hands: int, localizer
                              threads=localizer_backend_threads(path, localizer_threads,
                                                                keypoint_threads),
                              logger=logger)
-    return HandLocalizer(backend, score_threshold=score_threshold, max_hands=max_hands)
+    return HandLocalizer(backend, score_threshold=score_threshold, max_hands=max_hands,
+                         flip_averaging=flip_averaging)

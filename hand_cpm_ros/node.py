@@ -20,8 +20,9 @@ executor, so a slow backend never builds a queue and never blocks the parameter 
 other subscriptions.
 
 Parameters: backend, model_path, engine_path, localizer_model, localizer_threshold, threads,
-compressed_input and use_depth are read-only (they build the backend and the subscriptions at start; restart the node to
-change them). All others can be changed at run time and are validated first.
+localizer_threads, localizer_flip_averaging, compressed_input and use_depth are read-only (they
+build the backends and the subscriptions at start; restart the node to change them). All others can
+be changed at run time and are validated first.
 """
 from __future__ import annotations
 
@@ -118,6 +119,10 @@ PARAMETERS = {
                     'the cores to the keypoint backend (faster on small CPUs). A .pt localiser '
                     'uses the keypoint backend\'s threads (torch sets them process-wide)',
         integer_range=_int_range(1, 64), read_only=True)),
+    'localizer_flip_averaging': (False, dict(
+        description='Also run the localiser on each frame mirrored and average the two answers: '
+                    'fewer false and misplaced hand boxes for twice the localiser\'s compute',
+        read_only=True)),
     'compressed_input': (False, dict(
         description='Subscribe to image/compressed (CompressedImage) instead of image',
         read_only=True)),
@@ -345,7 +350,7 @@ class HandCpmNode(Node):
             # max_hands, which may change at run time.
             return load_localizer(path, value['localizer_threshold'], 8,
                                   value['localizer_threads'], value['threads'] or None,
-                                  self.get_logger().info)
+                                  self.get_logger().info, value['localizer_flip_averaging'])
         except (BackendError, ValueError) as error:
             raise StartupError(f'localizer_model={str(path)!r}: {error}') from error
 

@@ -163,19 +163,20 @@ def benchmark_variant(name: str, stages: int | None, args, peak: float, director
 
 
 def benchmark_localizer(config: LocalizerConfig, args, directory: Path, progress) -> dict:
-    """Latency of one 640x480 frame through HandLocalizer.detect (ONNX Runtime) and of the
-    network alone, with random weights, at the config's input size."""
+    """Latency of one 640x480 frame through HandLocalizer.detect (ONNX Runtime), plain and with
+    flip averaging, and of the network alone, with random weights, at the config's input size."""
     name = config.name
     path = export_onnx(build_localizer(config).eval(), config, config.codec().to_dict(),
                        directory / f'{name}_{config.input_width}x{config.input_height}.onnx')
     backend = create_backend('onnxruntime', model_path=str(path), threads=args.threads,
                              logger=lambda _message: None)
-    localizer = HandLocalizer(backend)
+    localizer, flip_averaged = HandLocalizer(backend), HandLocalizer(backend, flip_averaging=True)
     frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     network_input = np.random.default_rng(1).standard_normal((1, *backend.info.input_shape),
                                                              dtype=np.float32)
     rows = []
     for what, function in (('detect 640x480 frame', lambda: localizer.detect(frame)),
+                           ('detect, flip averaging', lambda: flip_averaged.detect(frame)),
                            ('network only', lambda: backend.infer(network_input))):
         progress.set_description(f'{name} {what}')
         times = time_runs(function, args.warmup, args.runs, args.time_limit)
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     peak = measure_peak_gflops(args.threads)
     variants = [(name, stages) for name in args.variants for stages in (args.stages or [None])]
     steps = len(variants) * (len(args.backends) * len(args.batches) + (not args.skip_train)) \
-        + 2 * len(localizer_configs)
+        + 3 * len(localizer_configs)
     results = []
     with tempfile.TemporaryDirectory(prefix='hand-cpm-benchmark-') as directory, \
             tqdm(total=steps, unit='measurement') as progress:

@@ -59,15 +59,16 @@ def cpm_batch_loss(model: nn.Module, batch: dict, device: torch.device, amp: boo
                     false_peak_weight)
 
 
-def localizer_batch_loss(model: nn.Module, batch: dict, device: torch.device,
-                         amp: bool) -> dict[str, torch.Tensor]:
-    """localizer_loss of a frame batch ('heat', 'size', 'offset', 'side', 'total')."""
+def localizer_batch_loss(model: nn.Module, batch: dict, device: torch.device, amp: bool,
+                         box_iou_weight: float = 0.0) -> dict[str, torch.Tensor]:
+    """localizer_loss of a frame batch ('heat', 'size', 'offset', 'side', 'total'; 'box' with a
+    box_iou_weight)."""
     images = to_model_input(batch['image'], device)
     targets = {key: value.to(device, non_blocking=True) for key, value in batch.items()
                if key != 'image'}
     with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
         outputs = model(images)
-    return localizer_loss(outputs.float(), targets)
+    return localizer_loss(outputs.float(), targets, box_iou_weight)
 
 
 def train_one_epoch(model: nn.Module, loader: Iterable[dict], optimizer: torch.optim.Optimizer,

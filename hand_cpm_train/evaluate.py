@@ -23,7 +23,8 @@ missed (scored below the threshold, box off, not found) and recall when boxes ar
 0.3 / 0.5 / 0.7 (how tight the boxes are); --json ends with {"task": "localizer", "n", "hands",
 "precision", "recall", "ap", "recall_by_size", "recall_by_overlap", "recall_by_visibility",
 "misses", "recall_by_iou", ...}. --frame-size WxH runs a localiser checkpoint on frames letterboxed
-to another size than it was trained on: which input finds which hands.
+to another size than it was trained on: which input finds which hands. --flip-averaging runs each
+frame mirrored too, as the node's localizer_flip_averaging parameter does.
 
 A checkpoint remembers its training data: evaluating on a training directory is refused, except
 when that run held out a group split of it, in which case only that held-out split is evaluated.
@@ -31,6 +32,7 @@ when that run held out a group split of it, in which case only that held-out spl
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -42,7 +44,8 @@ from hand_cpm_ros.backends import BackendError, ModelInfo
 from hand_cpm_ros.backends.onnxruntime_backend import read_onnx_metadata
 from hand_cpm_ros.codec import HeatmapCodec
 from hand_cpm_ros.keypoints import KEYPOINT_NAMES
-from hand_cpm_ros.localizer import DEFAULT_MAX_HANDS, DEFAULT_SCORE_THRESHOLD, LocalizerCodec
+from hand_cpm_ros.localizer import (DEFAULT_MAX_HANDS, DEFAULT_SCORE_THRESHOLD, LocalizerCodec,
+                                    infer_localizer_maps)
 from hand_cpm_train import data, engine, plots
 from hand_cpm_train.checkpoint import CheckpointError, checkpoint_task, load_checkpoint, load_model
 from hand_cpm_train.localizer_data import load_frame_records, split_frames
@@ -65,8 +68,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                              'as the checkpoint was trained')
     parser.add_argument('--per-stage', action='store_true', help='metrics of every stage (checkpoints)')
     parser.add_argument('--flip-averaging', action='store_true',
-                        help='keypoints: also run every crop mirrored and average the two '
-                             'answers, as the node\'s flip_averaging parameter does')
+                        help='also run every crop (keypoints) or frame (localizer) mirrored and '
+                             'average the two answers, as the node\'s flip_averaging and '
+                             'localizer_flip_averaging parameters do')
     parser.add_argument('--score-threshold', type=float, default=DEFAULT_SCORE_THRESHOLD,
                         help='localizer: the deployed hand score threshold for precision / recall')
     parser.add_argument('--max-hands', type=int, default=DEFAULT_MAX_HANDS,
@@ -171,9 +175,9 @@ def load_localizer_predictor(path: Path, device_name: str, threads: int | None,
 def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
     """hand-cpm-eval for a localiser: box precision / recall / AP on held-out frames."""
     try:
-        if args.per_stage or args.plot or args.flip_averaging:
-            raise ValueError('--per-stage, --plot and --flip-averaging are for keypoint models; '
-                             'this is a hand localiser')
+        if args.per_stage or args.plot:
+            raise ValueError('--per-stage and --plot are for keypoint models; this is a hand '
+                             'localiser')
         if not 0.0 < args.score_threshold < 1.0 or args.max_hands < 1:
             raise ValueError('--score-threshold must be in (0, 1) and --max-hands >= 1')
         frame_size = parse_frame_size(args.frame_size) if args.frame_size else None
@@ -186,11 +190,14 @@ def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
         return 2
     for note in notes:
         print(f'note: {note}', file=sys.stderr)
+    if args.flip_averaging:
+        predict = functools.partial(infer_localizer_maps, predict, flip_averaging=True)
     result = engine.evaluate_localizer(predict, records, codec, model_info, args.score_threshold,
                                        args.max_hands, batch_size=args.batch_size,
                                        progress=args.progress)
     result = {'task': 'localizer', **result, 'max_hands': args.max_hands,
               'input_width': codec.input_width, 'input_height': codec.input_height,
+              'flip_averaging': args.flip_averaging,
               'model': str(model_path), 'data': args.data}
     print(f'{result["n"]} frames with {result["hands"]} hands from {", ".join(args.data)}; '
           f'boxes matched at IoU {result["iou"]}; network input '

@@ -184,11 +184,32 @@ def build_localizer(config: LocalizerConfig) -> HandLocalizerNet:
     return HandLocalizerNet(config)
 
 
-def localizer_loss(outputs: torch.Tensor, targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def box_giou(offset: torch.Tensor, log_size: torch.Tensor, target_offset: torch.Tensor,
+             target_log_size: torch.Tensor) -> torch.Tensor:
+    """Generalised IoU, per cell, of the boxes that (N, 2, h, w) offset and log-size maps describe
+    (centre = the cell's centre + offset, extent = exp(log size), all in cells) and the target
+    boxes: 1 for the same box, towards -1 the further apart two boxes are."""
+    def corners(centre: torch.Tensor, log_extent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        half = 0.5 * torch.exp(log_extent.clamp(-10.0, 10.0))
+        return centre - half, centre + half
+
+    low, high = corners(offset, log_size)
+    target_low, target_high = corners(target_offset, target_log_size)
+    overlap = (torch.minimum(high, target_high) - torch.maximum(low, target_low)).clamp(min=0).prod(1)
+    union = (high - low).prod(1) + (target_high - target_low).prod(1) - overlap
+    hull = (torch.maximum(high, target_high) - torch.minimum(low, target_low)).prod(1)
+    return overlap / union - (hull - union) / hull
+
+
+def localizer_loss(outputs: torch.Tensor, targets: dict[str, torch.Tensor],
+                   box_iou_weight: float = 0.0) -> dict[str, torch.Tensor]:
     """Named losses of a batch: 'heat' (CenterNet's penalty-reduced focal loss over all cells,
     per hand), 'size' and 'offset' (L1 weighted by the codec's reg_weight, per hand), 'side'
     (binary cross-entropy of the handedness at centres whose side is known), and 'total' =
-    heat + size + offset + 0.5 * side.
+    heat + size + offset + 0.5 * side. With `box_iou_weight` > 0 also 'box': 1 - GIoU of the
+    same cells' boxes (box_giou), weighted as size and offset, added to the total with that
+    weight: the L1 terms treat width, height and centre apart, while a box that overlaps its hand
+    by less than half is a miss however the error splits.
 
     `targets` holds batched tensors of LocalizerCodec.encode's arrays.
     """
@@ -207,4 +228,8 @@ def localizer_loss(outputs: torch.Tensor, targets: dict[str, torch.Tensor]) -> d
     side_loss = F.binary_cross_entropy_with_logits(outputs[:, SIDE], targets['side'][:, 0], reduction='none')
     losses['side'] = (side_loss * side_mask).sum() / side_mask.sum().clamp(min=1.0)
     losses['total'] = losses['heat'] + losses['size'] + losses['offset'] + 0.5 * losses['side']
+    if box_iou_weight > 0:
+        giou = box_giou(outputs[:, OFFSET], outputs[:, SIZE], targets['offset'], targets['size'])
+        losses['box'] = ((1.0 - giou) * targets['reg_weight']).sum() / hands
+        losses['total'] = losses['total'] + box_iou_weight * losses['box']
     return losses

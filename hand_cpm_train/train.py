@@ -114,6 +114,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                              'box, weighted by the centre Gaussian; 0: the centre cell only '
                              '(CenterNet), 1: the 3x3 around it, so a peak a cell off still reads '
                              'a trained box')
+    parser.add_argument('--box-iou-weight', type=float, default=0.0,
+                        help='localizer: add this x (1 - GIoU) of the regressed boxes to the loss, '
+                             'next to the L1 on their sizes and offsets (0: off; see '
+                             'hand_cpm_train.localizer_model.localizer_loss)')
     parser.add_argument('--augment', type=json.loads, default={},
                         help='JSON object of AugmentConfig overrides, e.g. \'{"rotation_deg": 90}\'')
     parser.add_argument('--no-augment', action='store_true', help='train on plain crops')
@@ -212,6 +216,10 @@ def _validate(config: dict) -> None:
             raise UsageError(f'--{name.replace("_", "-")} must be >= 0, got {config[name]}')
     if task == 'keypoints' and config.setdefault('regression_radius', 0):
         raise UsageError('--regression-radius is for --task localizer')
+    if not config.setdefault('box_iou_weight', 0.0) >= 0:
+        raise UsageError(f'--box-iou-weight must be >= 0, got {config["box_iou_weight"]}')
+    if task == 'keypoints' and config['box_iou_weight']:
+        raise UsageError('--box-iou-weight is for --task localizer')
     if not isinstance(config['augment'], dict):
         raise UsageError('--augment must be a JSON object / mapping of AugmentConfig fields')
 
@@ -504,7 +512,8 @@ def localizer_setup(config: dict) -> TaskSetup:
         {'train_frames': len(train_records), 'val_frames': len(val_records)}, split,
         f'{len(train_records)} training frames, {len(val_records)} validation frames ({split}); '
         f'{model_config.name} at {model_config.input_width}x{model_config.input_height}',
-        ['total', 'heat', 'size', 'offset', 'side'], engine.localizer_batch_loss,
+        ['total', 'heat', 'size', 'offset', 'side'] + (['box'] if config['box_iou_weight'] else []),
+        functools.partial(engine.localizer_batch_loss, box_iou_weight=config['box_iou_weight']),
         LOCALIZER_VAL_KEYS, 'ap', validate, None)
 
 

@@ -16,7 +16,8 @@ def test_localizer_is_measured_at_each_frame_size_asked(tmp_path, capsys):
     assert [(entry['variant'], entry['input']) for entry in result['localizers']] == \
         [('loc-lite', '128x96'), ('loc-lite', '192x160'), ('loc-deep', '128x96'), ('loc-deep', '192x160')]
     for entry in result['localizers']:
-        assert [row['what'] for row in entry['latency']] == ['detect 640x480 frame', 'network only']
+        assert [row['what'] for row in entry['latency']] == [
+            'detect 640x480 frame', 'detect, flip averaging', 'network only']
         assert all(row['runs'] == 1 and row['median_ms'] > 0 for row in entry['latency'])
     table = capsys.readouterr().out
     assert '| loc-lite | 192x160 | detect 640x480 frame |' in table

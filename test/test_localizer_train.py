@@ -16,7 +16,7 @@ from hand_cpm_train import data, engine, evaluate, export, train
 from hand_cpm_train.checkpoint import load_checkpoint, load_model
 from hand_cpm_train.augment import AugmentConfig
 from hand_cpm_train.localizer_data import FrameDataset, load_frame_records
-from hand_cpm_train.localizer_model import build_localizer, get_localizer_config, localizer_loss
+from hand_cpm_train.localizer_model import box_giou, build_localizer, get_localizer_config, localizer_loss
 
 
 @pytest.fixture(scope='module')
@@ -144,6 +144,15 @@ def test_export_matches_torch_and_eval_reports_box_metrics(run, tmp_path, capsys
         assert result['misses']['found'] == round(result['recall'] * result['hands'])
         assert result['recall_by_iou']['0.5'] == result['recall']
         assert result['recall_by_iou']['0.3'] >= result['recall'] >= result['recall_by_iou']['0.7']
+    # flip averaging: the ONNX model and its checkpoint agree, and it is not the plain answer
+    flipped = []
+    for model_path in (onnx_path, out / 'best.pt'):
+        assert evaluate.main(['--model', str(model_path), '--data', str(val_dir), '--json',
+                              '--workers', '0', '--no-progress', '--flip-averaging',
+                              '--score-threshold', '0.05']) == 0
+        flipped.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    assert flipped[0]['flip_averaging'] and not result['flip_averaging']
+    assert flipped[0]['sweep'] == pytest.approx(flipped[1]['sweep'], abs=1e-6)
     assert evaluate.main(['--model', str(out / 'best.pt'), '--data', str(train_dir)]) == 2
     assert 'used for training' in capsys.readouterr().err
 
@@ -229,6 +238,47 @@ def test_box_losses_are_a_weighted_mean_per_hand(radius):
     expected = 2 * 0.5 * weight[~centres].sum() / 2   # two maps, two hands
     assert localizer_loss(outputs, targets)['size'].item() == pytest.approx(float(expected), rel=1e-5)
     assert (expected == 0) == (radius == 0)
+
+
+def test_giou_of_known_boxes():
+    """Boxes in cells: (centre offset, log extent) maps of 1x1 grids against a 2x2 box at the
+    cell's centre."""
+    def giou(offset, extent):
+        return box_giou(torch.tensor(offset, dtype=torch.float32).view(1, 2, 1, 1),
+                        torch.log(torch.tensor(extent, dtype=torch.float32)).view(1, 2, 1, 1),
+                        torch.zeros((1, 2, 1, 1)), torch.full((1, 2, 1, 1), float(np.log(2.0)))).item()
+    assert giou([0.0, 0.0], [2.0, 2.0]) == pytest.approx(1.0)
+    assert giou([0.0, 0.0], [1.0, 1.0]) == pytest.approx(0.25)         # inside: IoU 1/4, hull = union
+    assert giou([1.0, 0.0], [2.0, 2.0]) == pytest.approx(2 / 6)        # half over: IoU 2/6, hull 6 = union
+    assert giou([3.0, 0.0], [2.0, 2.0]) == pytest.approx(0.0 - 2 / 10)  # apart by 1: hull 10, union 8
+
+
+def test_box_iou_weight_adds_the_giou_term_and_training_logs_it(run, tmp_path):
+    codec = LocalizerCodec(input_width=64, input_height=64, stride=4, regression_radius=1)
+    encoded = codec.encode(np.array([[8.0, 8.0, 40.0, 40.0], [44.0, 30.0, 60.0, 62.0]]))
+    targets = {key: torch.from_numpy(value)[None] for key, value in encoded.items()}
+    outputs = torch.zeros((1, 6, 16, 16))
+    outputs[0, 1:3], outputs[0, 3:5] = targets['size'][0], targets['offset'][0]
+    assert 'box' not in localizer_loss(outputs, targets)
+    assert localizer_loss(outputs, targets, box_iou_weight=2.0)['box'].item() == pytest.approx(0.0, abs=1e-6)
+    outputs[0, 1:3] -= float(np.log(2.0))   # every box half as wide and high: IoU 1/4, GIoU 1/4
+    plain, weighted = localizer_loss(outputs, targets), localizer_loss(outputs, targets, box_iou_weight=2.0)
+    assert weighted['box'].item() == pytest.approx(0.75, rel=1e-5)   # per hand: weights sum to 1
+    assert weighted['total'].item() == pytest.approx(plain['total'].item() + 1.5, rel=1e-5)
+
+    train_dir, val_dir, _ = run
+    out = tmp_path / 'giou'
+    assert train.main(['--task', 'localizer', '--frame-size', '128x96', '--data', str(train_dir),
+                       '--val-data', str(val_dir), '--out', str(out), '--batch-size', '2',
+                       '--workers', '0', '--no-augment', '--log-every', '1', '--no-progress',
+                       '--epochs', '2', '--box-iou-weight', '2']) == 0
+    rows = [r for r in read_log(out) if r['kind'] == 'train']
+    assert len(rows) == 2 and all(0.0 <= float(r['loss_box']) <= 2.0 for r in rows)
+    assert json.loads((out / 'config.json').read_text())['train']['box_iou_weight'] == 2.0
+    for arguments in (['--task', 'keypoints', '--box-iou-weight', '1'],
+                      ['--task', 'localizer', '--box-iou-weight', '-1']):
+        assert train.main([*arguments, '--data', str(train_dir), '--out', str(tmp_path / 'no')]) == 2
+    assert not (tmp_path / 'no').exists()
 
 
 def test_frame_zoom_range_scales_the_boxes_with_the_frame(tmp_path):
