@@ -45,7 +45,7 @@ from hand_cpm_train.checkpoint import (FORMAT_VERSION, CheckpointError, checkpoi
                                        load_checkpoint, save_checkpoint)
 from hand_cpm_train.localizer_data import FrameDataset, load_frame_records, split_frames
 from hand_cpm_train.localizer_model import (LOCALIZER_VARIANTS, LocalizerConfig, build_localizer,
-                                            get_localizer_config, parse_frame_size)
+                                            get_localizer_config, parse_frame_size, widen_weights)
 from hand_cpm_train.models import (DEFAULT_VARIANT, VARIANTS, ModelConfig, build_model, get_config,
                                    grow_stages)
 
@@ -86,6 +86,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--frame-size', metavar='WxH',
                         help="localizer: network input WIDTHxHEIGHT (multiples of 32) that frames "
                              "are letterboxed to; default: the variant's (320x256)")
+    parser.add_argument('--pyramid-channels', type=int, metavar='N',
+                        help="localizer: width of the stride-4 path and head; default: the "
+                             "variant's (48). With --init-weights, a narrower trained localiser "
+                             'widens into it unchanged (the added channels start unread)')
     parser.add_argument('--data', nargs='+', help='training data directories')
     parser.add_argument('--format', choices=data.FORMATS, help='data format (default: detect)')
     parser.add_argument('--val-data', nargs='+', help='held-out validation directories (preferred: '
@@ -198,6 +202,10 @@ def _validate(config: dict) -> None:
         raise UsageError('--stages is for keypoint networks')
     if config.get('stages') is not None and config['stages'] < 1:
         raise UsageError(f'--stages must be >= 1, got {config["stages"]}')
+    if config.setdefault('pyramid_channels', None) is not None and (
+            task == 'keypoints' or config['pyramid_channels'] < 8):
+        raise UsageError(f'--pyramid-channels is for --task localizer and must be >= 8, got '
+                         f'{config["pyramid_channels"]}')
     if task == 'keypoints' and config['frame_size']:
         raise UsageError('--frame-size is for --task localizer; keypoint networks take --input-size')
     if not config.get('out'):
@@ -299,8 +307,9 @@ def load_initial_weights(model: nn.Module, path: str, task: str, model_config) -
     """Copy the network weights of checkpoint `path` into `model` (--init-weights); the
     checkpoint must hold the same task and network configuration, except that it may have been
     trained at another input size (a run can fine-tune a network at a finer input), with fewer
-    stages (a run can add refinement stages) or, for the localiser, with fewer blocks (a run can
-    grow loc-lite into loc-deep: the added blocks start as identities)."""
+    stages (a run can add refinement stages) or, for the localiser, with fewer blocks or a
+    narrower stride-4 path (a run can grow loc-lite into loc-deep, or widen it: the added blocks
+    start as identities, the added channels unread; localizer_model.widen_weights)."""
     try:
         state = load_checkpoint(path)
     except CheckpointError as error:
@@ -339,10 +348,13 @@ def load_initial_weights(model: nn.Module, path: str, task: str, model_config) -
         print(f'--init-weights: the network had {saved.stages} stages; {added} as copies of stage '
               f'{saved.stages}')
     if grown:
-        missing, _ = model.load_state_dict(weights, strict=False)
+        missing, _ = model.load_state_dict(widen_weights(model.state_dict(), weights), strict=False)
         blocks = sorted({key.rsplit('.block.', 1)[0] for key in missing})
-        print(f'--init-weights: {saved.name} grows into {model_config.name}; {len(blocks)} added blocks '
-              f'({", ".join(blocks)}) start as identities')
+        changes = [f'{len(blocks)} added blocks ({", ".join(blocks)}) start as identities'] if blocks else []
+        if saved.pyramid_channels != model_config.pyramid_channels:
+            changes.append(f'its stride-4 path widens from {saved.pyramid_channels} to '
+                           f'{model_config.pyramid_channels} channels, the added ones unread at first')
+        print(f'--init-weights: {saved.name} grows into {model_config.name}; {"; ".join(changes)}')
         return
     model.load_state_dict(weights)
 
@@ -493,6 +505,8 @@ def localizer_setup(config: dict) -> TaskSetup:
     overrides = {}
     if config['frame_size']:
         overrides['input_width'], overrides['input_height'] = parse_frame_size(config['frame_size'])
+    if config['pyramid_channels']:
+        overrides['pyramid_channels'] = config['pyramid_channels']
     model_config = get_localizer_config(config['variant'], **overrides)
     codec = replace(model_config.codec(), regression_radius=config['regression_radius'])
     augment = None if config['no_augment'] else AugmentConfig.from_dict(config['augment'])

@@ -16,7 +16,8 @@ from hand_cpm_train import data, engine, evaluate, export, train
 from hand_cpm_train.checkpoint import load_checkpoint, load_model
 from hand_cpm_train.augment import AugmentConfig
 from hand_cpm_train.localizer_data import FrameDataset, load_frame_records
-from hand_cpm_train.localizer_model import box_giou, build_localizer, get_localizer_config, localizer_loss
+from hand_cpm_train.localizer_model import (box_giou, build_localizer, get_localizer_config, localizer_loss,
+                                            widen_weights)
 
 
 @pytest.fixture(scope='module')
@@ -103,6 +104,41 @@ def test_a_trained_loc_lite_grows_into_loc_deep_unchanged_and_trains_on(run, tmp
     assert train.main([*arguments, '--variant', 'loc-lite', '--out', str(tmp_path / 'back'),
                        '--init-weights', str(tmp_path / 'deep' / 'last.pt')]) == 2
     assert 'holds another network configuration' in capsys.readouterr().err
+
+
+def test_a_trained_localizer_widens_unchanged_and_trains_on(run, tmp_path, capsys):
+    """--pyramid-channels N --init-weights NARROWER: the added channels of the stride-4 path
+    start unread (the wide network's maps equal the narrow one's, while those channels are
+    computed), the run trains and saves the wider network; narrowing and keypoint runs are refused."""
+    train_dir, val_dir, out = run
+    narrow, narrow_config, _ = load_model(out / 'last.pt')
+    wide_config = get_localizer_config('loc-deep', input_width=128, input_height=96, pyramid_channels=64)
+    assert wide_config.grows(narrow_config) and not narrow_config.grows(wide_config)
+    wide = build_localizer(wide_config)
+    train.load_initial_weights(wide, str(out / 'last.pt'), 'localizer', wide_config)
+    assert 'widens from 48 to 64 channels' in capsys.readouterr().out
+    pyramid = {}
+    wide.head[0].register_forward_hook(lambda module, inputs, output: pyramid.update(head_input=inputs[0]))
+    frames = torch.from_numpy(np.random.default_rng(4).standard_normal((2, 3, 96, 128), dtype=np.float32))
+    with torch.no_grad():
+        np.testing.assert_allclose(wide.eval()(frames).numpy(), narrow.eval()(frames).numpy(), atol=1e-5)
+    assert pyramid['head_input'].shape[1] == 64 and pyramid['head_input'][:, 48:].abs().max() > 0
+    with pytest.raises(ValueError, match='does not fit'):
+        widen_weights(narrow.state_dict(), wide.state_dict())
+
+    arguments = ['--task', 'localizer', '--frame-size', '128x96', '--data', str(train_dir),
+                 '--val-data', str(val_dir), '--batch-size', '2', '--workers', '0', '--no-augment',
+                 '--warmup-steps', '1', '--no-progress', '--epochs', '1']
+    assert train.main([*arguments, '--pyramid-channels', '64', '--out', str(tmp_path / 'wide'),
+                       '--init-weights', str(out / 'last.pt')]) == 0
+    _, config, _ = load_model(tmp_path / 'wide' / 'last.pt')
+    assert (config.name, config.pyramid_channels) == ('loc-lite', 64)
+    assert train.main([*arguments, '--out', str(tmp_path / 'narrow'),
+                       '--init-weights', str(tmp_path / 'wide' / 'last.pt')]) == 2
+    assert 'holds another network configuration' in capsys.readouterr().err
+    for bad in (['--task', 'keypoints', '--pyramid-channels', '64'], ['--pyramid-channels', '4']):
+        assert train.main([*arguments, *bad, '--out', str(tmp_path / 'no')]) == 2
+        assert '--pyramid-channels is for --task localizer' in capsys.readouterr().err
 
 
 def test_export_matches_torch_and_eval_reports_box_metrics(run, tmp_path, capsys):
