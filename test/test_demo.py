@@ -252,6 +252,20 @@ def test_offline_finds_the_same_hands_on_every_run(tmp_path):
     assert (out / 'demo.mp4').stat().st_size > 0 and not (out / 'node.log').exists()
 
 
+def test_offline_builds_the_localiser_as_the_node_parameters_say():
+    """The localiser's read-only node parameters reach the offline pipeline's localiser."""
+    from hand_cpm_ros.pipeline import DEFAULT_LOCALIZER_NAME, default_model_path
+    localizer = default_model_path(DEFAULT_LOCALIZER_NAME)
+    for assignments, flip, threshold in (([], False, 0.35),
+                                         (['localizer_flip_averaging:=true', 'localizer_threshold:=0.3'],
+                                          True, 0.3)):
+        pipeline = demo.offline_pipeline(default_model_path(), localizer, 'onnxruntime',
+                                         demo.offline_parameters(assignments), False)
+        assert (pipeline.localizer.flip_averaging, pipeline.localizer.score_threshold) == (flip, threshold)
+    with pytest.raises(demo.DemoError, match='localizer_flip_averaging takes true or false'):
+        demo.offline_parameters(['localizer_flip_averaging:=2'])
+
+
 @pytest.mark.parametrize('param, message', [
     ('engine_path:=x.engine', '--param engine_path does not apply with --offline'),
     ('max_hands:=two', 'max_hands takes an integer, e.g. max_hands:=2'),
