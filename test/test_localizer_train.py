@@ -38,6 +38,13 @@ def read_log(run_dir):
         return list(csv.DictReader(stream))
 
 
+def one_epoch_arguments(train_dir, val_dir):
+    """hand-cpm-train arguments of a one-epoch localiser run on the tiny frames (add --out)."""
+    return ['--task', 'localizer', '--frame-size', '128x96', '--data', str(train_dir),
+            '--val-data', str(val_dir), '--batch-size', '2', '--workers', '0', '--no-augment',
+            '--warmup-steps', '1', '--no-progress', '--epochs', '1']
+
+
 def test_training_logs_falling_losses_and_checkpoints_the_localizer(run):
     _, _, out = run
     for name in ('last.pt', 'best.pt', 'log.csv', 'config.json', 'loss.png'):
@@ -94,9 +101,7 @@ def test_a_trained_loc_lite_grows_into_loc_deep_unchanged_and_trains_on(run, tmp
     with torch.no_grad():
         np.testing.assert_array_equal(grown.eval()(frames).numpy(), small.eval()(frames).numpy())
 
-    arguments = ['--task', 'localizer', '--frame-size', '128x96', '--data', str(train_dir),
-                 '--val-data', str(val_dir), '--batch-size', '2', '--workers', '0', '--no-augment',
-                 '--warmup-steps', '1', '--no-progress', '--epochs', '1']
+    arguments = one_epoch_arguments(train_dir, val_dir)
     assert train.main([*arguments, '--variant', 'loc-deep', '--out', str(tmp_path / 'deep'),
                        '--init-weights', str(out / 'last.pt')]) == 0
     _, config, _ = load_model(tmp_path / 'deep' / 'last.pt')
@@ -126,9 +131,7 @@ def test_a_trained_localizer_widens_unchanged_and_trains_on(run, tmp_path, capsy
     with pytest.raises(ValueError, match='does not fit'):
         widen_weights(narrow.state_dict(), wide.state_dict())
 
-    arguments = ['--task', 'localizer', '--frame-size', '128x96', '--data', str(train_dir),
-                 '--val-data', str(val_dir), '--batch-size', '2', '--workers', '0', '--no-augment',
-                 '--warmup-steps', '1', '--no-progress', '--epochs', '1']
+    arguments = one_epoch_arguments(train_dir, val_dir)
     assert train.main([*arguments, '--pyramid-channels', '64', '--out', str(tmp_path / 'wide'),
                        '--init-weights', str(out / 'last.pt')]) == 0
     _, config, _ = load_model(tmp_path / 'wide' / 'last.pt')
