@@ -185,6 +185,42 @@ def contact_sheet(images: Sequence[np.ndarray], columns: int, cell_size: int | t
     return sheet
 
 
+def detection_close_up(image_bgr: np.ndarray, focus_box: Sequence[float], truth_boxes: np.ndarray,
+                       boxes: np.ndarray, scores: np.ndarray, score_threshold: float, size: int = 160,
+                       context: float = 1.6) -> np.ndarray:
+    """A (size, size, 3) close-up of `focus_box` (x0, y0, x1, y1) for sheets of a detector's
+    errors: the square `context` times the box's longer side (at least 16 px) around its centre,
+    ground-truth boxes in green, detections in red at or above `score_threshold` and in orange
+    below it, each with its score. Boxes are in `image_bgr` pixels; drawn after zooming, so they
+    stay thin and sharp.
+    """
+    _check_bgr(image_bgr)
+    x0, y0, x1, y1 = (float(v) for v in focus_box)
+    if not (np.all(np.isfinite((x0, y0, x1, y1))) and x1 > x0 and y1 > y0) or size < 16 or context <= 0:
+        raise ValueError(f'focus_box must be finite with x1 > x0 and y1 > y0, size >= 16 and '
+                         f'context > 0; got {focus_box}, {size}, {context}')
+    side = max(x1 - x0, y1 - y0, 16.0 / context) * context
+    scale = size / side
+    zoom = np.array([[scale, 0.0, size / 2 - scale * (x0 + x1) / 2],
+                     [0.0, scale, size / 2 - scale * (y0 + y1) / 2]])
+    tile = cv2.warpAffine(image_bgr, zoom, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(48, 48, 48))
+
+    def draw(box, color, text=None):
+        corners = apply_affine(zoom, np.asarray(box, np.float64).reshape(2, 2))
+        cv2.rectangle(tile, _fixed_point(corners[0]), _fixed_point(corners[1]), color, 1, cv2.LINE_AA,
+                      SHIFT_BITS)
+        if text is not None:
+            cv2.putText(tile, text, (int(corners[0, 0]) + 2, int(corners[0, 1]) + 12), FONT, 0.35, color, 1,
+                        cv2.LINE_AA)
+
+    for box in np.asarray(truth_boxes, np.float64).reshape(-1, 4):
+        draw(box, (0, 220, 0))
+    for box, score in zip(np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(scores).reshape(-1)):
+        draw(box, (0, 0, 255) if score >= score_threshold else (0, 165, 255), f'{score:.2f}')
+    return tile
+
+
 def belief_map_grid(maps: np.ndarray, image_bgr: np.ndarray | None = None, cell: int = 96,
                     columns: int = 6) -> np.ndarray:
     """One JET tile per belief map (up to 22, named from KEYPOINT_NAMES + 'background'), blended

@@ -256,39 +256,63 @@ def recall_by_group(pred_boxes: Sequence, pred_scores: Sequence, gt_boxes: Seque
 MISS_REASONS = ('found', 'scored below the threshold', 'box off', 'not found')
 
 
+def frame_outcomes(boxes, scores, truth, iou_threshold: float = 0.5, score_threshold: float = 0.0,
+                   near_iou: float = 0.1) -> tuple[list[str], np.ndarray]:
+    """One image's outcome at score_threshold: a MISS_REASONS entry per ground-truth box, and the
+    indices of the false boxes (detections at or above score_threshold that match no hand).
+
+    A ground-truth box is 'found' (matched by a detection at or above score_threshold), 'scored
+    below the threshold' (a lower-scored detection overlaps it at iou_threshold: a ranking
+    problem), 'box off' (a detection overlaps it by at least near_iou but not enough, or the one
+    that does was taken by another hand: a box-regression problem) or 'not found' (no detection
+    near it). boxes (P, 4), scores (P,), truth (G, 4).
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    truth = np.asarray(truth, dtype=np.float64).reshape(-1, 4)
+    kept = np.flatnonzero(scores >= score_threshold)
+    matched = match_detections(boxes[kept], scores[kept], truth, iou_threshold)
+    below = np.ones(len(scores), dtype=bool)
+    below[kept] = False
+    ious = box_iou_matrix(boxes, truth)
+    reasons = []
+    for index in range(len(truth)):
+        if index in matched:
+            reasons.append('found')
+        elif np.any(ious[below, index] >= iou_threshold):
+            reasons.append('scored below the threshold')
+        elif np.any(ious[:, index] >= near_iou):
+            reasons.append('box off')
+        else:
+            reasons.append('not found')
+    return reasons, kept[matched < 0]
+
+
 def miss_reasons(pred_boxes: Sequence, pred_scores: Sequence, gt_boxes: Sequence,
                  iou_threshold: float = 0.5, score_threshold: float = 0.0,
                  near_iou: float = 0.1) -> dict:
-    """Why ground-truth boxes are missed at score_threshold (arguments as detection_pr).
-
-    Each ground-truth box counts once under MISS_REASONS: 'found' (matched by a detection at or
-    above score_threshold), 'scored below the threshold' (a lower-scored detection overlaps it at
-    iou_threshold: a ranking problem), 'box off' (a detection overlaps it by at least near_iou
-    but not enough, or the one that does was taken by another hand: a box-regression problem),
-    'not found' (no detection near it). Which of a detector's parts to improve, in counts.
-    """
+    """How many ground-truth boxes of all images fall under each of MISS_REASONS at score_threshold
+    (arguments as detection_pr; see frame_outcomes): which of a detector's parts to improve."""
     if not len(pred_boxes) == len(pred_scores) == len(gt_boxes):
         raise ValueError(f'need one entry per image in pred_boxes, pred_scores and gt_boxes, got '
                          f'{len(pred_boxes)}, {len(pred_scores)} and {len(gt_boxes)}')
     counts = dict.fromkeys(MISS_REASONS, 0)
     for boxes, scores, truth in zip(pred_boxes, pred_scores, gt_boxes):
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-        truth = np.asarray(truth, dtype=np.float64).reshape(-1, 4)
-        kept = scores >= score_threshold
-        matched = match_detections(boxes[kept], scores[kept], truth, iou_threshold)
-        ious = box_iou_matrix(boxes, truth)
-        for index in range(len(truth)):
-            if index in matched:
-                reason = 'found'
-            elif np.any(ious[~kept, index] >= iou_threshold):
-                reason = 'scored below the threshold'
-            elif np.any(ious[:, index] >= near_iou):
-                reason = 'box off'
-            else:
-                reason = 'not found'
+        for reason in frame_outcomes(boxes, scores, truth, iou_threshold, score_threshold, near_iou)[0]:
             counts[reason] += 1
     return counts
+
+
+def precision_recall_curve(pred_boxes: Sequence, pred_scores: Sequence, gt_boxes: Sequence,
+                           iou_threshold: float = 0.5) -> dict[str, np.ndarray]:
+    """Precision and recall over a list of images (arguments as detection_pr) after each detection,
+    best score first: {'score', 'precision', 'recall'}, one entry per detection (recall NaN
+    without ground truth), and 'hands', the number of ground-truth boxes."""
+    scores, hits, num_gt = _ranked_detections(pred_boxes, pred_scores, gt_boxes, iou_threshold)
+    true_positives = np.cumsum(hits)
+    recall = true_positives / num_gt if num_gt else np.full(len(hits), np.nan)
+    return {'score': scores, 'precision': true_positives / np.arange(1, len(hits) + 1),
+            'recall': recall.astype(np.float64), 'hands': num_gt}
 
 
 def average_precision(pred_boxes: Sequence, pred_scores: Sequence, gt_boxes: Sequence,
@@ -298,12 +322,11 @@ def average_precision(pred_boxes: Sequence, pred_scores: Sequence, gt_boxes: Seq
     Area under the precision-recall curve after making precision monotonically non-increasing
     (each recall level takes the best precision at that recall or beyond). NaN without ground truth.
     """
-    _, hits, num_gt = _ranked_detections(pred_boxes, pred_scores, gt_boxes, iou_threshold)
-    if num_gt == 0:
+    curve = precision_recall_curve(pred_boxes, pred_scores, gt_boxes, iou_threshold)
+    if curve['hands'] == 0:
         return float('nan')
-    true_positives = np.cumsum(hits)
-    recall = np.concatenate([[0.0], true_positives / num_gt, [1.0]])
-    precision = np.concatenate([[0.0], true_positives / np.arange(1, len(hits) + 1), [0.0]])
+    recall = np.concatenate([[0.0], curve['recall'], [1.0]])
+    precision = np.concatenate([[0.0], curve['precision'], [0.0]])
     precision = np.maximum.accumulate(precision[::-1])[::-1]
     changes = np.flatnonzero(recall[1:] != recall[:-1])
     return float(np.sum((recall[changes + 1] - recall[changes]) * precision[changes + 1]))

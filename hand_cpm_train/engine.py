@@ -236,42 +236,60 @@ def visibility_class(visible_keypoints: int) -> str:
     return VISIBILITY_CLASSES[0] if visible_keypoints < MIN_SEEN_KEYPOINTS else VISIBILITY_CLASSES[1]
 
 
-def evaluate_localizer(predict: Callable[[np.ndarray], np.ndarray], records: Sequence[FrameRecord],
-                       codec: LocalizerCodec, model_info: ModelInfo, score_threshold: float,
-                       max_hands: int = 2, iou_threshold: float = 0.5, batch_size: int = 8,
-                       progress: bool = False) -> dict:
-    """Hand boxes of every frame the way the runtime finds them (letterbox, `predict`, decode into
-    source pixels, at most `max_hands`), matched to the ground truth at `iou_threshold`.
+@dataclass
+class FrameDetections:
+    """A localiser's hand boxes on frames, the way the runtime finds them: per frame, boxes (P, 4)
+    in source pixels, their scores (P,), and the frame's height (for the size classes)."""
+    boxes: list[np.ndarray]
+    scores: list[np.ndarray]
+    frame_heights: list[int]
 
-    Returns plain numbers: n (frames), hands (ground-truth boxes), precision and recall at
-    `score_threshold`, ap (VOC all-point AP over detections down to score 0.05), empty_frames
-    (frames without hands) and false_alarm_frames (of those, how many got a box at
-    `score_threshold`), score_threshold, iou, and sweep: precision and recall at each of
-    SWEEP_THRESHOLDS, to choose an operating point on validation frames; recall_by_size,
-    recall_by_overlap and recall_by_visibility: recall at `score_threshold` per SIZE_CLASSES /
-    OVERLAP_CLASSES / VISIBILITY_CLASSES label ({'hands', 'recall'}), to see which hands are
-    missed; misses: metrics.miss_reasons counts at `score_threshold`, to see why; recall_by_iou:
-    recall at `score_threshold` when boxes are matched at each of BOX_IOUS, to see how tight the
-    boxes are.
-    """
+
+def detect_frames(predict: Callable[[np.ndarray], np.ndarray], records: Sequence[FrameRecord],
+                  codec: LocalizerCodec, model_info: ModelInfo, max_hands: int = 2, batch_size: int = 8,
+                  progress: bool = False) -> FrameDetections:
+    """Every frame letterboxed, run through `predict`, decoded into source pixels: at most
+    `max_hands` boxes scoring at least 0.05 per frame (the low end of the precision-recall curve)."""
     if not records:
-        raise ValueError('evaluate_localizer got no frames')
-    boxes, scores, truth, sizes, overlaps, visibility = [], [], [], [], [], []
+        raise ValueError('the localiser evaluation got no frames')
+    found = FrameDetections([], [], [])
     for start in tqdm(range(0, len(records), batch_size), desc='evaluate', disable=not progress,
                       dynamic_ncols=True, leave=False):
         chunk = records[start:start + batch_size]
         images = [read_image(record.image_path) for record in chunk]
         prepared = [prepare_frame(image, codec) for image in images]
         outputs = predict(normalize_crops(np.stack([frame for frame, _ in prepared]), model_info))
-        for image, (_, input_to_source), maps, record in zip(images, prepared, outputs, chunk):
-            found = codec.decode(maps, input_to_source, (image.shape[1], image.shape[0]),
+        for image, (_, input_to_source), maps in zip(images, prepared, outputs):
+            hands = codec.decode(maps, input_to_source, (image.shape[1], image.shape[0]),
                                  score_threshold=0.05, max_hands=max_hands)
-            boxes.append(np.array([d.box for d in found], np.float64).reshape(-1, 4))
-            scores.append(np.array([d.score for d in found], np.float64))
-            truth.append(record.boxes)
-            sizes.append([size_class(box, image.shape[0]) for box in record.boxes])
-            overlaps.append(overlap_classes(record.boxes))
-            visibility.append([visibility_class(count) for count in record.visible_keypoints])
+            found.boxes.append(np.array([d.box for d in hands], np.float64).reshape(-1, 4))
+            found.scores.append(np.array([d.score for d in hands], np.float64))
+            found.frame_heights.append(image.shape[0])
+    return found
+
+
+def localizer_summary(found: FrameDetections, records: Sequence[FrameRecord], score_threshold: float,
+                      iou_threshold: float = 0.5) -> dict:
+    """Box metrics of `found` on `records` (the same frames, in order), matched at `iou_threshold`.
+
+    Returns plain numbers: n (frames), hands (ground-truth boxes), precision and recall at
+    `score_threshold`, ap (VOC all-point AP over all of `found`), empty_frames (frames without
+    hands) and false_alarm_frames (of those, how many got a box at `score_threshold`),
+    score_threshold, iou, and sweep: precision and recall at each of SWEEP_THRESHOLDS, to choose
+    an operating point on validation frames; recall_by_size, recall_by_overlap and
+    recall_by_visibility: recall at `score_threshold` per SIZE_CLASSES / OVERLAP_CLASSES /
+    VISIBILITY_CLASSES label ({'hands', 'recall'}), to see which hands are missed; misses:
+    metrics.miss_reasons counts at `score_threshold`, to see why; recall_by_iou: recall at
+    `score_threshold` when boxes are matched at each of BOX_IOUS, to see how tight the boxes are.
+    """
+    if len(records) != len(found.boxes):
+        raise ValueError(f'{len(found.boxes)} frames of detections for {len(records)} frames')
+    boxes, scores = found.boxes, found.scores
+    truth = [record.boxes for record in records]
+    sizes = [[size_class(box, height) for box in record.boxes]
+             for record, height in zip(records, found.frame_heights)]
+    overlaps = [overlap_classes(record.boxes) for record in records]
+    visibility = [[visibility_class(count) for count in record.visible_keypoints] for record in records]
     precision, recall = metrics.detection_pr(boxes, scores, truth, iou_threshold, score_threshold)
     empty = [index for index, gt in enumerate(truth) if len(gt) == 0]
     result = {'n': len(records), 'hands': int(sum(len(gt) for gt in truth)),
@@ -293,3 +311,12 @@ def evaluate_localizer(predict: Callable[[np.ndarray], np.ndarray], records: Seq
         by_label = metrics.recall_by_group(boxes, scores, truth, groups, iou_threshold, score_threshold)
         result[key] = {label: by_label[label] for label in labels if label in by_label}
     return result
+
+
+def evaluate_localizer(predict: Callable[[np.ndarray], np.ndarray], records: Sequence[FrameRecord],
+                       codec: LocalizerCodec, model_info: ModelInfo, score_threshold: float,
+                       max_hands: int = 2, iou_threshold: float = 0.5, batch_size: int = 8,
+                       progress: bool = False) -> dict:
+    """localizer_summary of detect_frames: the trainer's validation."""
+    found = detect_frames(predict, records, codec, model_info, max_hands, batch_size, progress)
+    return localizer_summary(found, records, score_threshold, iou_threshold)

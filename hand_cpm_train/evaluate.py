@@ -40,10 +40,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hand_cpm_ros import drawing, metrics
 from hand_cpm_ros.backends import BackendError, ModelInfo
 from hand_cpm_ros.backends.onnxruntime_backend import read_onnx_metadata
 from hand_cpm_ros.codec import HeatmapCodec
-from hand_cpm_ros.keypoints import KEYPOINT_NAMES
+from hand_cpm_ros.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
 from hand_cpm_ros.localizer import (DEFAULT_MAX_HANDS, DEFAULT_SCORE_THRESHOLD, LocalizerCodec,
                                     infer_localizer_maps)
 from hand_cpm_train import data, engine, plots
@@ -51,6 +52,11 @@ from hand_cpm_train.checkpoint import CheckpointError, checkpoint_task, load_che
 from hand_cpm_train.localizer_data import load_frame_records, split_frames
 from hand_cpm_train.localizer_model import parse_frame_size
 from hand_cpm_train.train import resolve_device
+
+
+LOCALIZER_TARGET = (0.95, 0.95)   # recall, precision: the localiser's target, marked on its --plot
+ERROR_SHEET_TILES = 48             # at most this many missed hands, and as many false boxes, per sheet
+ERROR_SHEET_COLUMNS = 8
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -61,8 +67,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--data', required=True, nargs='+', help='held-out data directories')
     parser.add_argument('--format', choices=data.FORMATS, help='data format (default: detect)')
     parser.add_argument('--json', action='store_true', help='end with one line of JSON results')
-    parser.add_argument('--plot', help='write the PCK curve to this PNG file')
-    parser.add_argument('--overwrite', action='store_true', help='replace an existing --plot file')
+    parser.add_argument('--plot', help='write the PCK curve (keypoints) or the precision-recall curve '
+                        '(localizer) to this PNG file')
+    parser.add_argument('--error-sheet', metavar='PNG',
+                        help=f'localizer: write close-ups of the hands missed and the false boxes at '
+                             f'--score-threshold (the first {ERROR_SHEET_TILES} of each) to this PNG file')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace an existing --plot / --error-sheet file')
     parser.add_argument('--use-hidden-keypoints', action='store_true', default=None,
                         help='crop by all in-image keypoints, hidden ones too (renders); default: '
                              'as the checkpoint was trained')
@@ -175,9 +186,8 @@ def load_localizer_predictor(path: Path, device_name: str, threads: int | None,
 def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
     """hand-cpm-eval for a localiser: box precision / recall / AP on held-out frames."""
     try:
-        if args.per_stage or args.plot:
-            raise ValueError('--per-stage and --plot are for keypoint models; this is a hand '
-                             'localiser')
+        if args.per_stage:
+            raise ValueError('--per-stage is for keypoint models; this is a hand localiser')
         if not 0.0 < args.score_threshold < 1.0 or args.max_hands < 1:
             raise ValueError('--score-threshold must be in (0, 1) and --max-hands >= 1')
         frame_size = parse_frame_size(args.frame_size) if args.frame_size else None
@@ -192,9 +202,9 @@ def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
         print(f'note: {note}', file=sys.stderr)
     if args.flip_averaging:
         predict = functools.partial(infer_localizer_maps, predict, flip_averaging=True)
-    result = engine.evaluate_localizer(predict, records, codec, model_info, args.score_threshold,
-                                       args.max_hands, batch_size=args.batch_size,
-                                       progress=args.progress)
+    found = engine.detect_frames(predict, records, codec, model_info, args.max_hands,
+                                 batch_size=args.batch_size, progress=args.progress)
+    result = engine.localizer_summary(found, records, args.score_threshold)
     result = {'task': 'localizer', **result, 'max_hands': args.max_hands,
               'input_width': codec.input_width, 'input_height': codec.input_height,
               'flip_averaging': args.flip_averaging,
@@ -219,9 +229,53 @@ def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
     print('\n| boxes matched at IoU | recall |\n|---:|---:|')
     for iou, recall in result['recall_by_iou'].items():
         print(f'| {iou} | {recall:.4f} |')
+    if args.plot:
+        curve = metrics.precision_recall_curve(found.boxes, found.scores, [r.boxes for r in records],
+                                               result['iou'])
+        plots.plot_precision_recall({f'{model_path.name} (AP {result["ap"]:.3f})': curve},
+                                    args.score_threshold, args.plot, target=LOCALIZER_TARGET)
+        print(f'precision-recall curve written to {args.plot}')
+    if args.error_sheet:
+        sheet, missed, false_boxes = error_sheet(found, records, args.score_threshold, result['iou'])
+        if sheet is None:
+            print(f'no error sheet: no hand missed and no false box at {args.score_threshold:.2f}')
+        else:
+            plots.save_image(args.error_sheet, sheet)
+            print(f'error sheet written to {args.error_sheet}: {min(missed, ERROR_SHEET_TILES)} of '
+                  f'{missed} missed hands, then {min(false_boxes, ERROR_SHEET_TILES)} of {false_boxes} '
+                  f'false boxes (green: truth; red: boxes at or above {args.score_threshold:.2f}, '
+                  f'orange: below)')
     if args.json:
         print(json.dumps(result))
     return 0
+
+
+def error_sheet(found: engine.FrameDetections, records: list, score_threshold: float,
+                iou_threshold: float) -> tuple[np.ndarray | None, int, int]:
+    """(sheet, missed hands, false boxes): close-ups of the first ERROR_SHEET_TILES hands the
+    localiser misses at `score_threshold` (labelled with why and how many keypoints are visible),
+    then of as many false boxes (labelled with their score), in frame order; sheet None without
+    errors."""
+    missed, false_boxes = [], []   # (frame index, box, label)
+    for index, (record, boxes, scores) in enumerate(zip(records, found.boxes, found.scores)):
+        reasons, false_indices = metrics.frame_outcomes(boxes, scores, record.boxes, iou_threshold,
+                                                        score_threshold)
+        for box, reason, seen in zip(record.boxes, reasons, record.visible_keypoints):
+            if reason != 'found':
+                label = reason if seen < 0 else f'{reason}, {seen}/{NUM_KEYPOINTS} seen'
+                missed.append((index, box, label))
+        false_boxes += [(index, boxes[i], f'false box {scores[i]:.2f}') for i in false_indices]
+    chosen = missed[:ERROR_SHEET_TILES] + false_boxes[:ERROR_SHEET_TILES]
+    if not chosen:
+        return None, 0, 0
+    tiles, image, image_index = [], None, -1
+    for index, box, _ in chosen:
+        if index != image_index:   # tiles come in frame order: read each frame once per list
+            image, image_index = data.read_image(records[index].image_path), index
+        tiles.append(drawing.detection_close_up(image, box, records[index].boxes, found.boxes[index],
+                                                found.scores[index], score_threshold))
+    labels = [label for _, _, label in chosen]
+    return drawing.contact_sheet(tiles, ERROR_SHEET_COLUMNS, tiles[0].shape[0], labels), len(missed), len(false_boxes)
 
 
 def report(predictions: engine.Predictions, stage_names: list[str]) -> dict:
@@ -264,13 +318,14 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f'--model {model_path} does not exist')
         if args.batch_size < 1 or args.workers < 0:
             raise ValueError('--batch-size must be >= 1 and --workers >= 0')
-        if args.plot and Path(args.plot).exists() and not args.overwrite:
-            raise ValueError(f'--plot {args.plot} exists; pass --overwrite to replace it')
+        for flag, path in (('--plot', args.plot), ('--error-sheet', args.error_sheet)):
+            if path and Path(path).exists() and not args.overwrite:
+                raise ValueError(f'{flag} {path} exists; pass --overwrite to replace it')
         if model_task(model_path) == 'localizer':
             return evaluate_localizer_model(args, model_path)
-        if args.frame_size:
-            raise ValueError('--frame-size is for localisers; a keypoint model sees crops of its '
-                             'trained size')
+        if args.frame_size or args.error_sheet:
+            raise ValueError('--frame-size and --error-sheet are for localisers; a keypoint model '
+                             'sees crops of its trained size from the ground-truth boxes')
         predict, codec, model_info, train_config = load_predictor(
             model_path, args.device, args.per_stage, args.threads, args.flip_averaging)
         records, notes = held_out_records(args.data, args.format, train_config)

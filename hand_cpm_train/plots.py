@@ -74,6 +74,28 @@ def plot_pck(thresholds: np.ndarray, curves: dict[str, np.ndarray], path: str | 
     _save(figure, path)
 
 
+def plot_precision_recall(curves: dict[str, dict], score_threshold: float, path: str | Path,
+                          target: tuple[float, float] | None = None) -> None:
+    """Precision over recall of detectors (label -> metrics.precision_recall_curve), each with its
+    operating point at `score_threshold` marked, and the (recall, precision) `target` if given."""
+    figure, axis = plt.subplots(figsize=(6, 4.5))
+    for label, curve in curves.items():
+        line, = axis.plot(curve['recall'], curve['precision'], label=label)
+        kept = np.flatnonzero(curve['score'] >= score_threshold)
+        if len(kept):
+            axis.plot(curve['recall'][kept[-1]], curve['precision'][kept[-1]], 'o', color=line.get_color(),
+                      label=f'score {score_threshold:.2f}')
+    if target is not None:
+        axis.plot(*target, '*', color='black', markersize=12, label='target')
+    axis.set_xlabel('recall')
+    axis.set_ylabel('precision')
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1.02)
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize='small', loc='lower left')
+    _save(figure, path)
+
+
 def belief_map_sheet(crops_bgr: Sequence[np.ndarray], stage_maps: Sequence[Sequence[np.ndarray]],
                      cell: int = 64) -> np.ndarray:
     """One row per crop, one column per stage: drawing.belief_map_grid of that stage's 22 maps

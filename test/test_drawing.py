@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from hand_cpm_ros.codec import HeatmapCodec
-from hand_cpm_ros.drawing import belief_map_grid, colorize_maps, contact_sheet, draw_hand, overlay_heatmap
+from hand_cpm_ros.drawing import (belief_map_grid, colorize_maps, contact_sheet, detection_close_up, draw_hand,
+                                  overlay_heatmap)
 from hand_cpm_ros.geometry import apply_affine, crop_to_source_affine
 from hand_cpm_ros.keypoints import FINGER_COLORS_BGR, NUM_KEYPOINTS
 
@@ -112,3 +113,26 @@ def test_contact_sheet_and_belief_map_grid_shapes():
     assert grid.shape == (4 * 32, 6 * 32, 3)
     with pytest.raises(ValueError, match='at least one image'):
         contact_sheet([], 3, 10)
+
+
+def test_detection_close_up_zooms_on_the_box_and_colours_truth_and_detections():
+    image = np.full((240, 320, 3), 90, np.uint8)
+    image[100:150, 200:240] = 250                      # a bright patch: the hand of the focus box
+    truth = np.array([[199.5, 99.5, 239.5, 149.5]])    # its outer pixel edges
+    detections = np.array([[190.0, 95.0, 250.0, 155.0], [210.0, 110.0, 230.0, 140.0]])
+    tile = detection_close_up(image, truth[0], truth, detections, [0.8, 0.2], score_threshold=0.5, size=160)
+    assert tile.shape == (160, 160, 3)
+    # the 50 px box times 1.6 fills the tile: 2 tile pixels per image pixel, the box's centre at the
+    # tile's centre; so the truth box's edges lie at tile x 40 and 120, y 30 and 130, the 0.8
+    # detection's top at y 21 and the 0.2 detection's at y 51 (x 61..101)
+    assert np.all(tile[70:100, 70:90] == 250) and np.all(tile[5:15, 5:15] == 90)
+    green = (tile[:, :, 1] > 150) & (tile[:, :, 2] < 100) & (tile[:, :, 0] < 100)
+    assert green[29:32, 50:110].any(axis=0).all() and green[129:132, 50:110].any(axis=0).all()
+    assert not green[35:125, 45:115].any()
+    red = (tile[:, :, 2] > 150) & (tile[:, :, 1] < 100)
+    orange = (tile[:, :, 2] > 150) & (tile[:, :, 1] > 120) & (tile[:, :, 1] < 200) & (tile[:, :, 0] < 60)
+    assert red[20:23, 50:110].any(axis=0).all()        # the 0.8 box is red
+    assert orange[50:53, 70:90].any(axis=0).all()      # the 0.2 box is orange: below 0.5
+    assert not red[30:130, 50:110].any()
+    with pytest.raises(ValueError, match='x1 > x0'):
+        detection_close_up(image, (10, 10, 5, 20), truth, detections, [0.8, 0.2], 0.5)

@@ -1,7 +1,10 @@
-"""hand-cpm-eval: decoding into source pixels, the JSON report, ONNX parity, and the refusal to
-report accuracy on training data."""
+"""hand-cpm-eval: decoding into source pixels, the JSON report, ONNX parity, the refusal to
+report accuracy on training data, and a localiser's pictures (precision-recall curve, error sheet)."""
 import json
+import sys
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -11,6 +14,9 @@ from hand_cpm_ros.codec import HeatmapCodec
 from hand_cpm_train import data, engine, evaluate
 from hand_cpm_train.checkpoint import FORMAT_VERSION, save_checkpoint
 from hand_cpm_train.models import build_model, get_config
+
+sys.path.insert(0, str(Path(__file__).parent / 'fixtures'))
+from fixed_boxes_localizer import TEST_BOXES_INPUT, build_fixed_boxes_localizer  # noqa: E402
 
 SUMMARY_KEYS = {'n', 'pck@0.05', 'pck@0.1', 'pck@0.2', 'auc', 'epe_px'}
 
@@ -135,3 +141,52 @@ def test_bad_model_paths_are_clear_errors(tmp_path, held_out, capsys):
     broken.write_bytes(b'not a checkpoint')
     assert evaluate.main(['--model', str(broken), '--data', str(held_out)]) == 2
     assert 'not a readable hand-cpm checkpoint' in capsys.readouterr().err
+
+
+def test_localizer_plot_and_error_sheet_show_the_misses_and_false_boxes(tmp_path, checkpoint, capsys):
+    """The fixed-boxes test localiser always answers TEST_BOXES_INPUT (320x256 frames: the letterbox
+    is the identity). Frame a: one hand there (found), one elsewhere (missed); its second box is a
+    false one. Frame b: no hand, so both boxes are false: 1 missed hand, 3 false boxes."""
+    model = build_fixed_boxes_localizer(tmp_path / 'loc.onnx')
+    frames = tmp_path / 'frames'
+    frames.mkdir()
+    missed_box = [20.0, 30.0, 60.0, 80.0]
+    for name, boxes in (('a', [list(TEST_BOXES_INPUT[0]), missed_box]), ('b', [])):
+        image = np.full((256, 320, 3), 80, np.uint8)
+        image[30:80, 20:60] = 230
+        cv2.imwrite(str(frames / f'{name}.png'), image)
+        (frames / f'{name}.json').write_text(json.dumps(
+            {'width': 320, 'height': 256, 'hands': [{'box': box, 'is_left': 0} for box in boxes]}))
+    plot, sheet = tmp_path / 'pr.png', tmp_path / 'errors.png'
+    arguments = ['--model', str(model), '--data', str(frames), '--json', '--no-progress',
+                 '--plot', str(plot), '--error-sheet', str(sheet)]
+    assert evaluate.main(arguments) == 0
+    output = capsys.readouterr().out
+    result = last_json(output)
+    assert (result['hands'], result['precision'], result['recall']) == (2, 0.25, 0.5)
+    assert result['misses'] == {'found': 1, 'scored below the threshold': 0, 'box off': 0, 'not found': 1}
+    assert '1 of 1 missed hands, then 3 of 3 false boxes' in output
+    assert cv2.imread(str(plot)).shape[:2] == (450, 600)
+    picture = cv2.imread(str(sheet))
+    assert picture.shape == (160, evaluate.ERROR_SHEET_COLUMNS * 160, 3)   # one row of 4 close-ups
+    missed_tile = picture[:, :160]
+    # the missed 40x50 hand times 1.6 fills the tile (2 px per pixel): its bright patch in the middle,
+    # the truth box around it in green, no detection there
+    assert np.all(missed_tile[60:100, 50:110] == 230)
+    green = (missed_tile[:, :, 1] > 150) & (missed_tile[:, :, 0] < 100) & (missed_tile[:, :, 2] < 100)
+    assert green[129:132, 50:110].any(axis=0).all()
+    assert not ((missed_tile[:, :, 2] > 150) & (missed_tile[:, :, 1] < 100)).any()
+    for tile in range(1, 4):   # then the false boxes, in red
+        close_up = picture[:, tile * 160:(tile + 1) * 160]
+        assert ((close_up[:, :, 2] > 150) & (close_up[:, :, 1] < 100))[20:140, 20:140].any()
+    assert not picture[:, 4 * 160:].any()   # the sheet's empty cells
+
+    # the files are not replaced unless asked; --error-sheet and --frame-size are the localiser's
+    before = sheet.read_bytes()
+    assert evaluate.main(arguments) == 2
+    assert 'pass --overwrite' in capsys.readouterr().err and sheet.read_bytes() == before
+    assert evaluate.main([*arguments, '--overwrite']) == 0
+    keypoint_model, _, _, _ = checkpoint
+    assert evaluate.main(['--model', str(keypoint_model), '--data', str(frames),
+                          '--error-sheet', str(tmp_path / 'x.png')]) == 2
+    assert '--error-sheet are for localisers' in capsys.readouterr().err

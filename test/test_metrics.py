@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 
-from hand_cpm_ros.metrics import (auc, average_precision, detection_pr, epe, gross_errors, hand_box_size,
-                                  handedness_summary,
-                                  keypoint_errors, match_detections, miss_reasons, pck, pck_curve,
-                                  recall_by_group, summary)
+from hand_cpm_ros.metrics import (auc, average_precision, detection_pr, epe, frame_outcomes, gross_errors,
+                                  hand_box_size, handedness_summary, keypoint_errors, match_detections,
+                                  miss_reasons, pck, pck_curve, precision_recall_curve, recall_by_group,
+                                  summary)
 
 GT = np.zeros((1, 3, 2))
 PRED = np.array([[[0.0, 0.0], [3.0, 4.0], [1.0, 1.0]]])   # errors 0, 5, sqrt(2)
@@ -94,6 +94,17 @@ def test_precision_recall_and_average_precision():
     assert math.isnan(average_precision(PRED_BOXES, PRED_SCORES, [np.zeros((0, 4))]))
 
 
+def test_precision_recall_curve_follows_the_ranked_detections():
+    # ranking 0.9 TP, 0.8 FP (duplicate), 0.7 TP, 0.6 FP over two ground-truth boxes
+    curve = precision_recall_curve(PRED_BOXES, PRED_SCORES, GT_BOXES)
+    np.testing.assert_allclose(curve['score'], [0.9, 0.8, 0.7, 0.6])
+    np.testing.assert_allclose(curve['precision'], [1.0, 0.5, 2 / 3, 0.5])
+    np.testing.assert_allclose(curve['recall'], [0.5, 0.5, 1.0, 1.0])
+    assert curve['hands'] == 2
+    empty = precision_recall_curve(PRED_BOXES, PRED_SCORES, [np.zeros((0, 4))])
+    assert empty['hands'] == 0 and np.all(np.isnan(empty['recall']))
+
+
 def test_recall_by_group_counts_each_labelled_truth_box():
     boxes = PRED_BOXES + [np.zeros((0, 4))]
     scores = PRED_SCORES + [np.zeros(0)]
@@ -126,6 +137,23 @@ def test_miss_reasons_say_why_each_truth_box_is_missed():
     assert miss_reasons([np.zeros((0, 4))], [np.zeros(0)], truth)['not found'] == 4
     with pytest.raises(ValueError, match='one entry per image'):
         miss_reasons(boxes, scores, truth + truth)
+
+
+def test_frame_outcomes_name_each_hands_outcome_and_the_false_boxes():
+    truth = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50], [80, 80, 90, 90]])
+    boxes = np.array([[0, 0, 10, 10],         # found at 0.9
+                      [20, 20, 30, 31],       # the right box, scored 0.3
+                      [40, 40, 46, 46],       # IoU 0.36 with the third hand: off, and a false box
+                      [0, 0, 10, 10.5],       # a duplicate of the first: a false box
+                      [200, 200, 220, 220]])  # nowhere near a hand: a false box
+    scores = np.array([0.9, 0.3, 0.8, 0.7, 0.6])
+    reasons, false_boxes = frame_outcomes(boxes, scores, truth, score_threshold=0.5)
+    assert reasons == ['found', 'scored below the threshold', 'box off', 'not found']
+    assert false_boxes.tolist() == [2, 3, 4]
+    reasons, false_boxes = frame_outcomes(boxes, scores, truth, score_threshold=0.2)
+    assert reasons[:2] == ['found', 'found'] and false_boxes.tolist() == [2, 3, 4]
+    reasons, false_boxes = frame_outcomes(boxes, scores, np.zeros((0, 4)), score_threshold=0.65)
+    assert reasons == [] and false_boxes.tolist() == [0, 2, 3]   # no hand: every kept box is false
 
 
 def test_gross_errors_say_where_each_wrong_keypoint_landed():
