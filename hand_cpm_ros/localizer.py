@@ -104,6 +104,9 @@ def letterbox(image: np.ndarray, input_width: int, input_height: int,
     return output, affine
 
 
+IGNORE_HEAT = 0.1   # an ignored hand's heat loss is dropped where its centre Gaussian reaches this
+
+
 def _sigmoid(values: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(values, -60.0, 60.0)))
 
@@ -139,8 +142,10 @@ class LocalizerCodec:
     def _from_grid(self, points: np.ndarray) -> np.ndarray:
         return (points + 0.5) * self.stride - 0.5
 
-    def encode(self, boxes: np.ndarray, is_left: Sequence[int | None] | None = None) -> dict[str, np.ndarray]:
-        """Training targets for boxes (M, 4) in input pixels; is_left per box: 1, 0 or None.
+    def encode(self, boxes: np.ndarray, is_left: Sequence[int | None] | None = None,
+               ignored: Sequence[bool] | None = None) -> dict[str, np.ndarray]:
+        """Training targets for boxes (M, 4) in input pixels; is_left per box: 1, 0 or None;
+        ignored per box: True for a hand that may be found or not (e.g. one mostly hidden).
 
         Returns float32 arrays: 'heat' (1, h, w) Gaussian peaks of height 1 at each centre cell;
         'reg_mask' (h, w) 1 at the centre cells; 'size' (2, h, w) and 'offset' (2, h, w) (the
@@ -148,8 +153,10 @@ class LocalizerCodec:
         cells up to regression_radius from a hand's centre cell, weighted by its Gaussian and
         summing to 1 per hand, so that small and large hands count alike (a cell near two hands
         learns the one whose Gaussian is higher there, and the other hand's weights then sum to
-        less); 'side' (1, h, w) and 'side_mask' (h, w) for handedness at the centre cells. Boxes
-        whose centre lies outside the input are skipped.
+        less); 'side' (1, h, w) and 'side_mask' (h, w) for handedness at the centre cells;
+        'heat_ignore' (h, w) 1 where an ignored hand's Gaussian reaches IGNORE_HEAT and no other
+        hand's is higher: cells where finding a hand is neither rewarded nor penalised (ignored
+        hands get no other target). Boxes whose centre lies outside the input are skipped.
         """
         grid_w, grid_h = self.grid_size()
         targets = {'heat': np.zeros((1, grid_h, grid_w), np.float32),
@@ -158,14 +165,18 @@ class LocalizerCodec:
                    'reg_mask': np.zeros((grid_h, grid_w), np.float32),
                    'reg_weight': np.zeros((grid_h, grid_w), np.float32),
                    'side': np.zeros((1, grid_h, grid_w), np.float32),
-                   'side_mask': np.zeros((grid_h, grid_w), np.float32)}
+                   'side_mask': np.zeros((grid_h, grid_w), np.float32),
+                   'heat_ignore': np.zeros((grid_h, grid_w), np.float32)}
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         sides = list(is_left) if is_left is not None else [None] * len(boxes)
-        if len(sides) != len(boxes):
-            raise ValueError(f'is_left has {len(sides)} entries for {len(boxes)} boxes')
+        skipped = [bool(flag) for flag in ignored] if ignored is not None else [False] * len(boxes)
+        if len(sides) != len(boxes) or len(skipped) != len(boxes):
+            raise ValueError(f'is_left and ignored need one entry per box: {len(sides)} and '
+                             f'{len(skipped)} for {len(boxes)} boxes')
+        ignored_heat = np.zeros((grid_h, grid_w))
         xs, ys = np.arange(grid_w), np.arange(grid_h)
         owner_heat = np.zeros((grid_h, grid_w))  # the Gaussian of the hand a cell regresses
-        for (x0, y0, x1, y1), side in zip(boxes, sides):
+        for (x0, y0, x1, y1), side, skip in zip(boxes, sides, skipped):
             if not (np.all(np.isfinite((x0, y0, x1, y1))) and x1 > x0 and y1 > y0):
                 raise ValueError(f'box must be finite with x1 > x0 and y1 > y0, got {(x0, y0, x1, y1)}')
             centre = self._to_grid(np.array([(x0 + x1) / 2, (y0 + y1) / 2]))
@@ -176,6 +187,9 @@ class LocalizerCodec:
             sigma = np.maximum(extent * self.sigma_fraction, self.min_sigma)
             gaussian = np.exp(-((ys[:, None] - cell[1]) ** 2) / (2 * sigma[1] ** 2)
                               - ((xs[None, :] - cell[0]) ** 2) / (2 * sigma[0] ** 2))
+            if skip:
+                np.maximum(ignored_heat, gaussian, out=ignored_heat)
+                continue
             np.maximum(targets['heat'][0], gaussian.astype(np.float32), out=targets['heat'][0])
             near = ((np.abs(ys - cell[1]) <= self.regression_radius)[:, None]
                     & (np.abs(xs - cell[0]) <= self.regression_radius)[None, :])
@@ -189,6 +203,7 @@ class LocalizerCodec:
             if side is not None:
                 targets['side'][0, cell[1], cell[0]] = float(side)
                 targets['side_mask'][cell[1], cell[0]] = 1.0
+        targets['heat_ignore'][(ignored_heat >= IGNORE_HEAT) & (ignored_heat > targets['heat'][0])] = 1.0
         return targets
 
     def decode(self, outputs: np.ndarray, input_to_source: np.ndarray, source_size: tuple[int, int],

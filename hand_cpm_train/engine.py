@@ -24,7 +24,7 @@ from hand_cpm_ros.geometry import box_iou_matrix
 from hand_cpm_ros.keypoints import NUM_KEYPOINTS
 from hand_cpm_ros.localizer import LocalizerCodec, prepare_frame
 from hand_cpm_train.data import read_image
-from hand_cpm_train.localizer_data import FrameRecord
+from hand_cpm_train.localizer_data import MIN_SEEN_KEYPOINTS, FrameRecord
 from hand_cpm_train.localizer_model import localizer_loss
 from hand_cpm_train.losses import cpm_loss
 
@@ -206,10 +206,6 @@ SWEEP_THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6)
 SIZE_CLASSES = ((0.1, 'small (< 10% of frame height)'), (0.3, 'medium (10-30%)'),
                 (float('inf'), 'large (>= 30%)'))
 OVERLAP_CLASSES = ('overlapping another hand', 'apart from other hands')
-# Rendered frames mark each keypoint hidden by the hand itself, another hand or an occluder; a hand
-# with fewer than MIN_SEEN_KEYPOINTS of its keypoints visible is mostly out of sight (the recall
-# breakdown tells those misses apart from hands that could be seen).
-MIN_SEEN_KEYPOINTS = 7
 VISIBILITY_CLASSES = (f'mostly hidden (< {MIN_SEEN_KEYPOINTS} of {NUM_KEYPOINTS} keypoints visible)',
                       f'in sight (>= {MIN_SEEN_KEYPOINTS} keypoints visible)',
                       'visibility unknown (no keypoints in the annotation)')

@@ -25,6 +25,10 @@ from hand_cpm_train.data import (_annotation_files, _image_beside, _parse_points
                                  read_image)
 
 MIN_KEPT_AREA = 0.3   # a box cut by the zoom keeps its label if this much of it stays in view
+# Rendered frames mark each keypoint hidden by the hand itself, another hand, an occluder or the
+# image border; a hand with fewer than MIN_SEEN_KEYPOINTS of its keypoints visible is mostly out of
+# sight (hand-cpm-eval's recall breakdown; --ignore-hidden-hands in training).
+MIN_SEEN_KEYPOINTS = 7
 
 
 @dataclass(frozen=True)
@@ -92,12 +96,15 @@ def _random_view(rng: np.random.Generator, width: int, height: int, zoom_min: fl
 
 
 class FrameDataset(Dataset):
-    """Letterboxed, augmented frames with LocalizerCodec targets."""
+    """Letterboxed, augmented frames with LocalizerCodec targets; with `ignore_hidden_hands`, hands
+    with fewer than MIN_SEEN_KEYPOINTS visible keypoints are ignored hands of the targets."""
 
     def __init__(self, records: list[FrameRecord], codec: LocalizerCodec, model_info: ModelInfo,
-                 train: bool, seed: int = 0, augment: AugmentConfig | None = None):
+                 train: bool, seed: int = 0, augment: AugmentConfig | None = None,
+                 ignore_hidden_hands: bool = False):
         self.records, self.codec, self.model_info = list(records), codec, model_info
         self.train, self.seed, self.epoch = train, seed, 0
+        self.ignore_hidden_hands = ignore_hidden_hands
         self.augment = replace(augment or AugmentConfig(), occlusion_prob=0.0, cutout_prob=0.0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -106,13 +113,15 @@ class FrameDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(letterboxed uint8 BGR image, boxes (M, 4) in input pixels, is_left (M,))."""
+    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(letterboxed uint8 BGR image, boxes (M, 4) in input pixels, is_left (M,), ignored (M,))."""
         record = self.records[index]
         image, source_to_input = letterbox(read_image(record.image_path), self.codec.input_width,
                                            self.codec.input_height)
         boxes = _transform_boxes(source_to_input, record.boxes)
         is_left = record.is_left.copy()
+        ignored = self.ignore_hidden_hands & (record.visible_keypoints >= 0) & \
+            (record.visible_keypoints < MIN_SEEN_KEYPOINTS)
         if self.train:
             rng = np.random.default_rng((self.seed, self.epoch, index))
             view, mirror = _random_view(rng, self.codec.input_width, self.codec.input_height,
@@ -127,13 +136,13 @@ class FrameDataset(Dataset):
             area = np.prod(np.clip(moved[:, 2:] - moved[:, :2], 0, None), axis=1)
             kept_area = np.prod(np.clip(clipped[:, 2:] - clipped[:, :2], 0, None), axis=1)
             keep = kept_area >= MIN_KEPT_AREA * np.maximum(area, 1e-9)
-            boxes, is_left = clipped[keep], is_left[keep] ^ mirror
+            boxes, is_left, ignored = clipped[keep], is_left[keep] ^ mirror, ignored[keep]
             image = photometric(image, rng, self.augment)
-        return image, boxes, is_left
+        return image, boxes, is_left, ignored
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        image, boxes, is_left = self.sample(index)
-        targets = self.codec.encode(boxes, [int(v) for v in is_left])
+        image, boxes, is_left, ignored = self.sample(index)
+        targets = self.codec.encode(boxes, [int(v) for v in is_left], ignored)
         item = {key: torch.from_numpy(value) for key, value in targets.items()}
         item['image'] = torch.from_numpy(normalize_crops(image[None], self.model_info)[0])
         return item

@@ -232,9 +232,10 @@ def box_giou(offset: torch.Tensor, log_size: torch.Tensor, target_offset: torch.
 
 def localizer_loss(outputs: torch.Tensor, targets: dict[str, torch.Tensor],
                    box_iou_weight: float = 0.0) -> dict[str, torch.Tensor]:
-    """Named losses of a batch: 'heat' (CenterNet's penalty-reduced focal loss over all cells,
-    per hand), 'size' and 'offset' (L1 weighted by the codec's reg_weight, per hand), 'side'
-    (binary cross-entropy of the handedness at centres whose side is known), and 'total' =
+    """Named losses of a batch: 'heat' (CenterNet's penalty-reduced focal loss over all cells
+    but those of ignored hands, per hand), 'size' and 'offset' (L1 weighted by the codec's
+    reg_weight, per hand), 'side' (binary cross-entropy of the handedness at centres whose side is
+    known), and 'total' =
     heat + size + offset + 0.5 * side. With `box_iou_weight` > 0 also 'box': 1 - GIoU of the
     same cells' boxes (box_giou), weighted as size and offset, added to the total with that
     weight: the L1 terms treat width, height and centre apart, while a box that overlaps its hand
@@ -247,7 +248,8 @@ def localizer_loss(outputs: torch.Tensor, targets: dict[str, torch.Tensor],
     heat_logits = outputs[:, HEAT]
     probability = torch.sigmoid(heat_logits).clamp(1e-4, 1 - 1e-4)
     positive = -F.logsigmoid(heat_logits) * (1 - probability) ** 2 * centres
-    negative = -F.logsigmoid(-heat_logits) * probability ** 2 * (1 - heat_target) ** 4 * (1 - centres)
+    counted = (1 - centres) * (1 - targets['heat_ignore'])
+    negative = -F.logsigmoid(-heat_logits) * probability ** 2 * (1 - heat_target) ** 4 * counted
     hands = centres.sum().clamp(min=1.0)
     losses = {'heat': (positive.sum() + negative.sum()) / hands}
     weight = targets['reg_weight'].unsqueeze(1)

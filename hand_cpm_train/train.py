@@ -43,7 +43,7 @@ from hand_cpm_train import data, engine, plots
 from hand_cpm_train.augment import AugmentConfig
 from hand_cpm_train.checkpoint import (FORMAT_VERSION, CheckpointError, checkpoint_task,
                                        load_checkpoint, save_checkpoint)
-from hand_cpm_train.localizer_data import FrameDataset, load_frame_records, split_frames
+from hand_cpm_train.localizer_data import MIN_SEEN_KEYPOINTS, FrameDataset, load_frame_records, split_frames
 from hand_cpm_train.localizer_model import (LOCALIZER_VARIANTS, LocalizerConfig, build_localizer,
                                             get_localizer_config, parse_frame_size, widen_weights)
 from hand_cpm_train.models import (DEFAULT_VARIANT, VARIANTS, ModelConfig, build_model, get_config,
@@ -122,6 +122,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='localizer: add this x (1 - GIoU) of the regressed boxes to the loss, '
                              'next to the L1 on their sizes and offsets (0: off; see '
                              'hand_cpm_train.localizer_model.localizer_loss)')
+    parser.add_argument('--ignore-hidden-hands', action='store_true',
+                        help=f'localizer: hands with fewer than {MIN_SEEN_KEYPOINTS} of their 21 keypoints '
+                             'visible (mostly behind something or out of the frame) are no targets, '
+                             'and a centre found on one is not penalised either')
     parser.add_argument('--augment', type=json.loads, default={},
                         help='JSON object of AugmentConfig overrides, e.g. \'{"rotation_deg": 90}\'')
     parser.add_argument('--no-augment', action='store_true', help='train on plain crops')
@@ -228,6 +232,8 @@ def _validate(config: dict) -> None:
         raise UsageError(f'--box-iou-weight must be >= 0, got {config["box_iou_weight"]}')
     if task == 'keypoints' and config['box_iou_weight']:
         raise UsageError('--box-iou-weight is for --task localizer')
+    if task == 'keypoints' and config.setdefault('ignore_hidden_hands', False):
+        raise UsageError('--ignore-hidden-hands is for --task localizer')
     if not isinstance(config['augment'], dict):
         raise UsageError('--augment must be a JSON object / mapping of AugmentConfig fields')
 
@@ -513,7 +519,8 @@ def localizer_setup(config: dict) -> TaskSetup:
     train_records, val_records, split = load_split(config, load_frame_records, split_frames)
     info = data.model_info_for(model_config, codec)
     train_set = FrameDataset(train_records, codec, info, train=augment is not None,
-                             seed=config['seed'], augment=augment)
+                             seed=config['seed'], augment=augment,
+                             ignore_hidden_hands=config['ignore_hidden_hands'])
 
     def validate(model: nn.Module, device: torch.device) -> tuple[dict, None]:
         summary = engine.evaluate_localizer(

@@ -112,6 +112,24 @@ def test_targets_peak_at_one_per_hand_with_regression_only_at_centres():
     np.testing.assert_allclose(targets['size'][:, row, col], np.log([5.0, 5.0]), rtol=1e-6)
 
 
+def test_an_ignored_hand_gets_no_target_and_marks_its_cells_ignored():
+    codec = LocalizerCodec(input_width=64, input_height=64, stride=4, regression_radius=1)
+    boxes = np.array([[8.0, 8.0, 40.0, 40.0], [44.0, 30.0, 60.0, 62.0]])
+    both = codec.encode(boxes, [1, 0])
+    targets = codec.encode(boxes, [1, 0], ignored=[False, True])
+    alone = codec.encode(boxes[:1], [1])
+    for key in ('heat', 'size', 'offset', 'reg_mask', 'reg_weight', 'side', 'side_mask'):
+        np.testing.assert_array_equal(targets[key], alone[key])   # the kept hand's targets only
+    assert not both['heat_ignore'].any() and not alone['heat_ignore'].any()
+    # the second hand: centre (52, 46) -> grid (12.625, 11.125) -> cell (13, 11); its cells are
+    # ignored where its Gaussian (sigma 0.8 x 8/6 cells) reaches 0.1: up to 1.7 x 2.9 cells away
+    rows, cols = np.nonzero(targets['heat_ignore'])
+    assert set(rows) == set(range(9, 14)) and set(cols) == {12, 13, 14}
+    assert targets['heat_ignore'][np.unravel_index(np.argmax(targets['heat'][0]), (16, 16))] == 0
+    with pytest.raises(ValueError, match='one entry per box'):
+        codec.encode(boxes, [1, 0], ignored=[True])
+
+
 def test_neighbour_cells_learn_the_same_box_weighted_by_the_gaussian():
     box = np.array([100.0, 60.0, 180.0, 160.0])
     centre_only = LocalizerCodec().encode(box[None])

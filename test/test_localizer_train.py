@@ -15,7 +15,7 @@ from hand_cpm_ros.localizer import DEFAULT_SCORE_THRESHOLD, LocalizerCodec, infe
 from hand_cpm_train import data, engine, evaluate, export, train
 from hand_cpm_train.checkpoint import load_checkpoint, load_model
 from hand_cpm_train.augment import AugmentConfig
-from hand_cpm_train.localizer_data import FrameDataset, load_frame_records
+from hand_cpm_train.localizer_data import FrameDataset, FrameRecord, load_frame_records
 from hand_cpm_train.localizer_model import (box_giou, build_localizer, get_localizer_config, localizer_loss,
                                             widen_weights)
 
@@ -283,6 +283,43 @@ def test_box_losses_are_a_weighted_mean_per_hand(radius):
     assert (expected == 0) == (radius == 0)
 
 
+def test_ignore_hidden_hands_leaves_mostly_hidden_hands_out_of_the_heat_loss(run, tmp_path):
+    image = tmp_path / 'frame.jpg'
+    cv2.imwrite(str(image), np.zeros((96, 128, 3), np.uint8))
+    boxes = np.array([[10.0, 10.0, 40.0, 50.0], [60.0, 20.0, 90.0, 70.0], [95.0, 30.0, 120.0, 80.0]])
+    config = get_localizer_config('loc-lite', input_width=128, input_height=96)
+    codec = config.codec()
+    info = data.model_info_for(config, codec)
+
+    def targets(visible, keep=slice(None), **options):
+        record = FrameRecord(image, boxes[keep], np.zeros(3, bool)[keep], np.array(visible)[keep])
+        item = FrameDataset([record], codec, info, train=False, **options)[0]
+        return {key: value[None] for key, value in item.items() if key != 'image'}
+
+    visible = [21, 3, -1]   # in sight; mostly hidden; unknown (no keypoints): only the second is ignored
+    plain, ignoring = targets(visible), targets(visible, ignore_hidden_hands=True)
+    without = targets(visible, keep=[0, 2])   # the hidden hand left out of the labels instead
+    assert plain['reg_mask'].sum() == 3 and not plain['heat_ignore'].any()
+    assert ignoring['reg_mask'].sum() == 2 and ignoring['heat_ignore'].sum() > 0
+    for key in ('heat', 'reg_mask', 'size', 'reg_weight'):
+        torch.testing.assert_close(ignoring[key], without[key])
+    # a network sure of all three centres: no heat loss when the hidden hand is ignored, a false
+    # peak's worth when it is not labelled at all
+    outputs = torch.full((1, 6, 24, 32), -8.0)
+    outputs[0, 0][plain['reg_mask'][0] > 0] = 8.0
+    assert localizer_loss(outputs, plain)['heat'].item() < 0.01
+    assert localizer_loss(outputs, ignoring)['heat'].item() < 0.01
+    assert localizer_loss(outputs, without)['heat'].item() > 1.0
+
+    train_dir, val_dir, _ = run
+    out = tmp_path / 'ignoring'
+    assert train.main([*one_epoch_arguments(train_dir, val_dir), '--out', str(out), '--ignore-hidden-hands']) == 0
+    assert json.loads((out / 'config.json').read_text())['train']['ignore_hidden_hands'] is True
+    assert train.main(['--task', 'keypoints', '--ignore-hidden-hands', '--data', str(train_dir),
+                       '--out', str(tmp_path / 'no')]) == 2
+    assert not (tmp_path / 'no').exists()
+
+
 def test_giou_of_known_boxes():
     """Boxes in cells: (centre offset, log extent) maps of 1x1 grids against a 2x2 box at the
     cell's centre."""
@@ -332,12 +369,12 @@ def test_frame_zoom_range_scales_the_boxes_with_the_frame(tmp_path):
     codec = config.codec()
     records = load_frame_records(tmp_path)
     plain = FrameDataset(records, codec, data.model_info_for(config, codec), train=False)
-    _, boxes, _ = plain.sample(0)
+    _, boxes, _, _ = plain.sample(0)
     for zoom in (0.5, 0.8):
         augment = AugmentConfig(frame_zoom_min=zoom, frame_zoom_max=zoom, color_prob=0, blur_prob=0,
                                 noise_prob=0, jpeg_prob=0, grey_prob=0, channel_swap_prob=0)
         zoomed = FrameDataset(records, codec, data.model_info_for(config, codec), train=True, augment=augment)
-        _, moved, _ = zoomed.sample(0)
+        _, moved, _, _ = zoomed.sample(0)
         assert len(moved) == len(boxes)
         np.testing.assert_allclose(moved[:, 2:] - moved[:, :2], zoom * (boxes[:, 2:] - boxes[:, :2]), atol=1e-6)
     with pytest.raises(ValueError, match='frame_zoom_min <= frame_zoom_max'):
