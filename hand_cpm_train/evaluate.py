@@ -69,9 +69,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--json', action='store_true', help='end with one line of JSON results')
     parser.add_argument('--plot', help='write the PCK curve (keypoints) or the precision-recall curve '
                         '(localizer) to this PNG file')
-    parser.add_argument('--error-sheet', metavar='PNG',
+    parser.add_argument('--error-sheet', metavar='IMAGE',
                         help=f'localizer: write close-ups of the hands missed and the false boxes at '
-                             f'--score-threshold (the first {ERROR_SHEET_TILES} of each) to this PNG file')
+                             f'--score-threshold (the first {ERROR_SHEET_TILES} of each) to this .png '
+                             f'or .jpg file')
     parser.add_argument('--overwrite', action='store_true',
                         help='replace an existing --plot / --error-sheet file')
     parser.add_argument('--use-hidden-keypoints', action='store_true', default=None,
@@ -318,7 +319,12 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f'--model {model_path} does not exist')
         if args.batch_size < 1 or args.workers < 0:
             raise ValueError('--batch-size must be >= 1 and --workers >= 0')
-        for flag, path in (('--plot', args.plot), ('--error-sheet', args.error_sheet)):
+        for flag, path, suffixes in (('--plot', args.plot, ('.png',)),
+                                     ('--error-sheet', args.error_sheet, ('.png', '.jpg', '.jpeg'))):
+            if path and Path(path).suffix.lower() not in suffixes:
+                raise ValueError(f'{flag} {path}: name a {" or ".join(suffixes)} file')
+            if path and not Path(path).parent.is_dir():
+                raise ValueError(f'{flag} {path}: the folder {Path(path).parent} does not exist')
             if path and Path(path).exists() and not args.overwrite:
                 raise ValueError(f'{flag} {path} exists; pass --overwrite to replace it')
         if model_task(model_path) == 'localizer':

@@ -190,3 +190,7 @@ def test_localizer_plot_and_error_sheet_show_the_misses_and_false_boxes(tmp_path
     assert evaluate.main(['--model', str(keypoint_model), '--data', str(frames),
                           '--error-sheet', str(tmp_path / 'x.png')]) == 2
     assert '--error-sheet are for localisers' in capsys.readouterr().err
+    for bad, message in ((tmp_path / 'errors.gif', 'name a .png or .jpg or .jpeg file'),
+                         (tmp_path / 'no' / 'errors.png', 'does not exist')):
+        assert evaluate.main(['--model', str(model), '--data', str(frames), '--error-sheet', str(bad)]) == 2
+        assert message in capsys.readouterr().err
