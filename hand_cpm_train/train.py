@@ -122,6 +122,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='localizer: add this x (1 - GIoU) of the regressed boxes to the loss, '
                              'next to the L1 on their sizes and offsets (0: off; see '
                              'hand_cpm_train.localizer_model.localizer_loss)')
+    parser.add_argument('--centre-sigma-fraction', type=float, default=None,
+                        help="localizer: the centre Gaussian's sigma per axis as a fraction of the "
+                             'box extent (default: the codec\'s 1/6); smaller makes a second peak '
+                             'near a hand cost more')
     parser.add_argument('--ignore-hidden-hands', action='store_true',
                         help=f'localizer: hands with fewer than {MIN_SEEN_KEYPOINTS} of their 21 keypoints '
                              'visible (mostly behind something or out of the frame) are no targets, '
@@ -234,6 +238,10 @@ def _validate(config: dict) -> None:
         raise UsageError('--box-iou-weight is for --task localizer')
     if task == 'keypoints' and config.setdefault('ignore_hidden_hands', False):
         raise UsageError('--ignore-hidden-hands is for --task localizer')
+    fraction = config.setdefault('centre_sigma_fraction', None)
+    if fraction is not None and (task == 'keypoints' or not 0.0 < fraction <= 1.0):
+        raise UsageError(f'--centre-sigma-fraction is for --task localizer and must be in (0, 1], '
+                         f'got {fraction}')
     if not isinstance(config['augment'], dict):
         raise UsageError('--augment must be a JSON object / mapping of AugmentConfig fields')
 
@@ -515,6 +523,8 @@ def localizer_setup(config: dict) -> TaskSetup:
         overrides['pyramid_channels'] = config['pyramid_channels']
     model_config = get_localizer_config(config['variant'], **overrides)
     codec = replace(model_config.codec(), regression_radius=config['regression_radius'])
+    if config['centre_sigma_fraction'] is not None:
+        codec = replace(codec, sigma_fraction=config['centre_sigma_fraction'])
     augment = None if config['no_augment'] else AugmentConfig.from_dict(config['augment'])
     train_records, val_records, split = load_split(config, load_frame_records, split_frames)
     info = data.model_info_for(model_config, codec)

@@ -283,7 +283,7 @@ def test_box_losses_are_a_weighted_mean_per_hand(radius):
     assert (expected == 0) == (radius == 0)
 
 
-def test_ignore_hidden_hands_leaves_mostly_hidden_hands_out_of_the_heat_loss(run, tmp_path):
+def test_ignored_hands_leave_the_heat_loss_and_target_options_are_recorded(run, tmp_path):
     image = tmp_path / 'frame.jpg'
     cv2.imwrite(str(image), np.zeros((96, 128, 3), np.uint8))
     boxes = np.array([[10.0, 10.0, 40.0, 50.0], [60.0, 20.0, 90.0, 70.0], [95.0, 30.0, 120.0, 80.0]])
@@ -311,12 +311,18 @@ def test_ignore_hidden_hands_leaves_mostly_hidden_hands_out_of_the_heat_loss(run
     assert localizer_loss(outputs, ignoring)['heat'].item() < 0.01
     assert localizer_loss(outputs, without)['heat'].item() > 1.0
 
+    # the training options of the targets: recorded in the run and, for the codec, the checkpoint
     train_dir, val_dir, _ = run
     out = tmp_path / 'ignoring'
-    assert train.main([*one_epoch_arguments(train_dir, val_dir), '--out', str(out), '--ignore-hidden-hands']) == 0
-    assert json.loads((out / 'config.json').read_text())['train']['ignore_hidden_hands'] is True
-    assert train.main(['--task', 'keypoints', '--ignore-hidden-hands', '--data', str(train_dir),
-                       '--out', str(tmp_path / 'no')]) == 2
+    assert train.main([*one_epoch_arguments(train_dir, val_dir), '--out', str(out), '--ignore-hidden-hands',
+                       '--centre-sigma-fraction', '0.1']) == 0
+    settings = json.loads((out / 'config.json').read_text())['train']
+    assert settings['ignore_hidden_hands'] is True and settings['centre_sigma_fraction'] == 0.1
+    assert load_checkpoint(out / 'last.pt')['codec']['sigma_fraction'] == 0.1
+    for bad in (['--task', 'keypoints', '--ignore-hidden-hands'],
+                ['--task', 'keypoints', '--centre-sigma-fraction', '0.1'],
+                ['--task', 'localizer', '--centre-sigma-fraction', '0']):
+        assert train.main([*bad, '--data', str(train_dir), '--out', str(tmp_path / 'no')]) == 2
     assert not (tmp_path / 'no').exists()
 
 
