@@ -50,10 +50,12 @@ def draw_label(image_bgr: np.ndarray, text: str, origin: Sequence[float], color=
 
 
 def draw_hand(image_bgr: np.ndarray, keypoints: np.ndarray, scores_or_visible: np.ndarray | None = None,
-              threshold: float = 0.0, thickness: int = 2, label: str | None = None) -> np.ndarray:
+              threshold: float = 0.0, thickness: int = 2, label: str | None = None,
+              color: tuple[int, int, int] | None = None) -> np.ndarray:
     """Draw one hand's skeleton IN PLACE and return the image.
 
-    Bones take the colour of their finger (keypoints.FINGER_COLORS_BGR), joints are filled dots.
+    Bones take the colour of their finger (keypoints.FINGER_COLORS_BGR), or `color` for all of
+    them (e.g. the ground truth next to a prediction), joints are filled dots.
     A keypoint is skipped when it is non-finite, its visibility is False, or its score is below
     `threshold`; a bone needs both ends. `label` (e.g. 'R 0.93 #4') is written above the wrist,
     or above the topmost drawn keypoint when the wrist is not drawn.
@@ -68,10 +70,10 @@ def draw_hand(image_bgr: np.ndarray, keypoints: np.ndarray, scores_or_visible: n
     for parent, child in SKELETON:
         if shown[parent] and shown[child]:
             cv2.line(image_bgr, _fixed_point(points[parent]), _fixed_point(points[child]),
-                     FINGER_COLORS_BGR[finger_of(child)], thickness, cv2.LINE_AA, SHIFT_BITS)
+                     color or FINGER_COLORS_BGR[finger_of(child)], thickness, cv2.LINE_AA, SHIFT_BITS)
     for index in np.flatnonzero(shown):
         cv2.circle(image_bgr, _fixed_point(points[index]), (thickness + 1) << SHIFT_BITS,
-                   FINGER_COLORS_BGR[finger_of(index)], cv2.FILLED, cv2.LINE_AA, SHIFT_BITS)
+                   color or FINGER_COLORS_BGR[finger_of(index)], cv2.FILLED, cv2.LINE_AA, SHIFT_BITS)
     if label and shown.any():
         anchor = points[0] if shown[0] else points[shown][np.argmin(points[shown, 1])]
         draw_label(image_bgr, label, (anchor[0] + thickness + 2, anchor[1] - thickness - 4))
@@ -185,15 +187,12 @@ def contact_sheet(images: Sequence[np.ndarray], columns: int, cell_size: int | t
     return sheet
 
 
-def detection_close_up(image_bgr: np.ndarray, focus_box: Sequence[float], truth_boxes: np.ndarray,
-                       boxes: np.ndarray, scores: np.ndarray, score_threshold: float, size: int = 160,
-                       context: float = 1.6) -> np.ndarray:
-    """A (size, size, 3) close-up of `focus_box` (x0, y0, x1, y1) for sheets of a detector's
-    errors: the square `context` times the box's longer side (at least 16 px) around its centre,
-    ground-truth boxes in green, detections in red at or above `score_threshold` and in orange
-    below it, each with its score. Boxes are in `image_bgr` pixels; drawn after zooming, so they
-    stay thin and sharp.
-    """
+def close_up(image_bgr: np.ndarray, focus_box: Sequence[float], size: int = 160,
+             context: float = 1.6) -> tuple[np.ndarray, np.ndarray]:
+    """(tile, zoom): a (size, size, 3) close-up of `focus_box` (x0, y0, x1, y1), the square
+    `context` times the box's longer side (at least 16 px) around its centre, for sheets of a
+    model's errors; `zoom` (2x3) maps image pixels into the tile, so that what is drawn on it
+    after zooming stays thin and sharp."""
     _check_bgr(image_bgr)
     x0, y0, x1, y1 = (float(v) for v in focus_box)
     if not (np.all(np.isfinite((x0, y0, x1, y1))) and x1 > x0 and y1 > y0) or size < 16 or context <= 0:
@@ -205,6 +204,16 @@ def detection_close_up(image_bgr: np.ndarray, focus_box: Sequence[float], truth_
                      [0.0, scale, size / 2 - scale * (y0 + y1) / 2]])
     tile = cv2.warpAffine(image_bgr, zoom, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(48, 48, 48))
+    return tile, zoom
+
+
+def detection_close_up(image_bgr: np.ndarray, focus_box: Sequence[float], truth_boxes: np.ndarray,
+                       boxes: np.ndarray, scores: np.ndarray, score_threshold: float, size: int = 160,
+                       context: float = 1.6) -> np.ndarray:
+    """The close_up of `focus_box` for sheets of a detector's errors: ground-truth boxes in
+    green, detections in red at or above `score_threshold` and in orange below it, each with its
+    score (boxes in `image_bgr` pixels)."""
+    tile, zoom = close_up(image_bgr, focus_box, size, context)
 
     def draw(box, color, text=None):
         corners = apply_affine(zoom, np.asarray(box, np.float64).reshape(2, 2))
@@ -219,6 +228,20 @@ def detection_close_up(image_bgr: np.ndarray, focus_box: Sequence[float], truth_
     for box, score in zip(np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(scores).reshape(-1)):
         draw(box, (0, 0, 255) if score >= score_threshold else (0, 165, 255), f'{score:.2f}')
     return tile
+
+
+def keypoint_close_up(image_bgr: np.ndarray, truth: np.ndarray, visible: np.ndarray, predicted: np.ndarray,
+                      size: int = 160, context: float = 1.4) -> np.ndarray:
+    """The close_up of a hand's visible ground-truth keypoints (21, 2) for sheets of a keypoint
+    model's errors: the truth in white, thin, under the prediction (21, 2) in finger colours."""
+    truth, predicted = np.asarray(truth, np.float64), np.asarray(predicted, np.float64)
+    seen = truth[np.asarray(visible, bool)]
+    if len(seen) == 0:
+        raise ValueError('keypoint_close_up needs at least one visible ground-truth keypoint')
+    box = (*(seen.min(axis=0) - 4.0), *(seen.max(axis=0) + 4.0))
+    tile, zoom = close_up(image_bgr, box, size, context)
+    draw_hand(tile, apply_affine(zoom, truth), visible, thickness=1, color=(255, 255, 255))
+    return draw_hand(tile, apply_affine(zoom, predicted), thickness=1)
 
 
 def belief_map_grid(maps: np.ndarray, image_bgr: np.ndarray | None = None, cell: int = 96,

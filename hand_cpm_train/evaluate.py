@@ -1,7 +1,7 @@
 """hand-cpm-eval: keypoint accuracy of a checkpoint (.pt) or an exported ONNX model on HELD-OUT data.
 
     hand-cpm-eval --model runs/a/best.pt --data synth_test/ [--json] [--plot pck.png] [--per-stage]
-                  [--flip-averaging]
+                  [--flip-averaging] [--error-sheet errors.jpg]
 
 Each hand is cropped from its ground-truth keypoint box (the same square crop and margin as
 training, i.e. what the node gets from a good hand localiser), the model runs on the crop, and the
@@ -10,8 +10,8 @@ longer side of the hand's keypoint box, AUC over thresholds 0..0.5, EPE in pixel
 and for checkpoints per stage, and the anatomy of the gross errors (keypoints further than 0.2 of
 the hand box from the truth): how many land on another joint of the same finger, on a neighbouring
 finger, on the mirrored finger (thumb<->little, index<->ring) or elsewhere, which says whether a
-model confuses fingers or loses the hand. Localisation errors of a detector are not part of these
-numbers.
+model confuses fingers or loses the hand; --error-sheet draws the 48 hands with the most such
+keypoints, truth and prediction. Localisation errors of a detector are not part of these numbers.
 
 A localiser model (hand-cpm-train --task localizer; the task is read from the checkpoint or the
 ONNX metadata) is evaluated on whole frames (hand-cpm-synth --scene frame) the way the runtime
@@ -24,7 +24,8 @@ missed (scored below the threshold, box off, not found) and recall when boxes ar
 "precision", "recall", "ap", "recall_by_size", "recall_by_overlap", "recall_by_visibility",
 "misses", "recall_by_iou", ...}. --frame-size WxH runs a localiser checkpoint on frames letterboxed
 to another size than it was trained on: which input finds which hands. --flip-averaging runs each
-frame mirrored too, as the node's localizer_flip_averaging parameter does.
+frame mirrored too, as the node's localizer_flip_averaging parameter does. --plot draws the
+precision-recall curve, --error-sheet close-ups of the missed hands and the false boxes.
 
 A checkpoint remembers its training data: evaluating on a training directory is refused, except
 when that run held out a group split of it, in which case only that held-out split is evaluated.
@@ -70,9 +71,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--plot', help='write the PCK curve (keypoints) or the precision-recall curve '
                         '(localizer) to this PNG file')
     parser.add_argument('--error-sheet', metavar='IMAGE',
-                        help=f'localizer: write close-ups of the hands missed and the false boxes at '
-                             f'--score-threshold (the first {ERROR_SHEET_TILES} of each) to this .png '
-                             f'or .jpg file')
+                        help=f'write close-ups of the {ERROR_SHEET_TILES} hands with the most keypoints '
+                             f'off by more than 0.2 of the hand box (keypoints), or of the first '
+                             f'{ERROR_SHEET_TILES} hands missed and false boxes at --score-threshold '
+                             f'(localizer), to this .png or .jpg file')
     parser.add_argument('--overwrite', action='store_true',
                         help='replace an existing --plot / --error-sheet file')
     parser.add_argument('--use-hidden-keypoints', action='store_true', default=None,
@@ -279,6 +281,24 @@ def error_sheet(found: engine.FrameDetections, records: list, score_threshold: f
     return drawing.contact_sheet(tiles, ERROR_SHEET_COLUMNS, tiles[0].shape[0], labels), len(missed), len(false_boxes)
 
 
+def keypoint_error_sheet(predictions: engine.Predictions, records: list) -> tuple[np.ndarray | None, int]:
+    """(sheet, hands with a gross error): close-ups of the ERROR_SHEET_TILES hands with the most
+    visible keypoints off by more than 0.2 of their hand box in the last stage (then by mean
+    error), each labelled with that count and its mean error; sheet None without such hands."""
+    truth, visible, predicted = predictions.ground_truth, predictions.visible, predictions.keypoints[-1]
+    box = metrics.hand_box_size(truth, visible)
+    errors = metrics.keypoint_errors(predicted, truth)
+    off = (visible & (errors > 0.2 * box[:, None]) & (box[:, None] > 0)).sum(axis=1)
+    mean_error = np.where(visible, errors, 0.0).sum(axis=1) / np.maximum(visible.sum(axis=1), 1)
+    worst = [int(i) for i in np.lexsort((-mean_error, -off)) if off[i] > 0][:ERROR_SHEET_TILES]
+    if not worst:
+        return None, 0
+    tiles = [drawing.keypoint_close_up(data.read_image(records[i].image_path), truth[i], visible[i],
+                                       predicted[i]) for i in worst]
+    labels = [f'{off[i]} of {visible[i].sum()} off, {mean_error[i]:.0f} px' for i in worst]
+    return drawing.contact_sheet(tiles, ERROR_SHEET_COLUMNS, tiles[0].shape[0], labels), int((off > 0).sum())
+
+
 def report(predictions: engine.Predictions, stage_names: list[str]) -> dict:
     """Results dict: the last stage's summary at top level, plus per_keypoint and per_stage."""
     result = predictions.summary()
@@ -329,9 +349,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f'{flag} {path} exists; pass --overwrite to replace it')
         if model_task(model_path) == 'localizer':
             return evaluate_localizer_model(args, model_path)
-        if args.frame_size or args.error_sheet:
-            raise ValueError('--frame-size and --error-sheet are for localisers; a keypoint model '
-                             'sees crops of its trained size from the ground-truth boxes')
+        if args.frame_size:
+            raise ValueError('--frame-size is for localisers; a keypoint model sees crops of its '
+                             'trained size')
         predict, codec, model_info, train_config = load_predictor(
             model_path, args.device, args.per_stage, args.threads, args.flip_averaging)
         records, notes = held_out_records(args.data, args.format, train_config)
@@ -360,6 +380,15 @@ def main(argv: list[str] | None = None) -> int:
             curves = {model_path.name: curves[stage_names[0]]}
         plots.plot_pck(engine.PCK_THRESHOLDS, curves, args.plot)
         print(f'PCK curve written to {args.plot}')
+    if args.error_sheet:
+        sheet, wrong = keypoint_error_sheet(predictions, records)
+        if sheet is None:
+            print('no error sheet: no keypoint is off by more than 0.2 of its hand box')
+        else:
+            plots.save_image(args.error_sheet, sheet)
+            print(f'error sheet written to {args.error_sheet}: the {min(wrong, ERROR_SHEET_TILES)} '
+                  f'worst of the {wrong} hands with a keypoint off by more than 0.2 of the hand box '
+                  f'(white: truth; finger colours: the prediction)')
     if args.json:
         print(json.dumps(result))
     return 0

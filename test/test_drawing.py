@@ -5,7 +5,7 @@ import pytest
 
 from hand_cpm_ros.codec import HeatmapCodec
 from hand_cpm_ros.drawing import (belief_map_grid, colorize_maps, contact_sheet, detection_close_up, draw_hand,
-                                  overlay_heatmap)
+                                  keypoint_close_up, overlay_heatmap)
 from hand_cpm_ros.geometry import apply_affine, crop_to_source_affine
 from hand_cpm_ros.keypoints import FINGER_COLORS_BGR, NUM_KEYPOINTS
 
@@ -136,3 +136,20 @@ def test_detection_close_up_zooms_on_the_box_and_colours_truth_and_detections():
     assert not red[30:130, 50:110].any()
     with pytest.raises(ValueError, match='x1 > x0'):
         detection_close_up(image, (10, 10, 5, 20), truth, detections, [0.8, 0.2], 0.5)
+
+
+def test_keypoint_close_up_draws_the_truth_in_white_under_the_prediction():
+    image = np.full((200, 200, 3), 40, np.uint8)
+    truth = np.stack([np.linspace(60, 140, 21), np.full(21, 100.0)], axis=1)   # a flat line of joints
+    visible = np.ones(21, bool)
+    shifted = truth + [0.0, 30.0]                                                # the prediction: 30 px lower
+    tile = keypoint_close_up(image, truth, visible, shifted, size=160)
+    assert tile.shape == (160, 160, 3)
+    # the box around the truth (80 x 0 px, +4 px each side: 88 px long) times 1.4 fills the tile:
+    # the truth runs along the tile's middle row, the prediction 30 x 160 / 123.2 = 39 px below
+    white = np.all(tile >= 230, axis=2)
+    assert white[78:83, 30:130].any(axis=0).all() and not white[110:125].any()
+    coloured = (tile.max(axis=2) - tile.min(axis=2)) > 100
+    assert coloured[115:124, 30:130].any(axis=0).all() and not coloured[70:90, 30:130].any()
+    with pytest.raises(ValueError, match='at least one visible'):
+        keypoint_close_up(image, truth, np.zeros(21, bool), shifted)

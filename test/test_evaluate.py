@@ -82,6 +82,34 @@ def test_checkpoint_report_with_stages_and_plot(tmp_path, held_out, checkpoint, 
     assert evaluate.main(['--model', str(checkpoint[0]), '--data', str(held_out),
                           '--plot', str(plot), '--workers', '0']) == 2
     assert 'pass --overwrite' in capsys.readouterr().err
+    sheet = tmp_path / 'errors.jpg'   # an untrained network: every hand has keypoints far off
+    assert evaluate.main(['--model', str(checkpoint[0]), '--data', str(held_out), '--workers', '0',
+                          '--error-sheet', str(sheet), '--no-progress']) == 0
+    assert 'the 5 worst of the 5 hands' in capsys.readouterr().out
+    assert cv2.imread(str(sheet)).shape == (160, evaluate.ERROR_SHEET_COLUMNS * 160, 3)
+
+
+def test_keypoint_error_sheet_shows_the_worst_hands_first(tmp_path):
+    truth = np.stack([np.stack([np.linspace(20, 80, 21), np.linspace(30, 90, 21)], axis=1)] * 3)
+    predicted = truth.copy()
+    predicted[1, :2] += 40.0     # 2 keypoints off by 40 px (the hand box is 60 px: 0.2 is 12 px)
+    predicted[2, :5] -= 40.0     # 5 off
+    predicted[2, 5] += 5.0       # and one off by less than 0.2: not counted
+    visible = np.ones((3, 21), bool)
+    records = []
+    for index in range(3):
+        path = tmp_path / f'{index}.png'
+        cv2.imwrite(str(path), np.full((120, 120, 3), 60 * index, np.uint8))
+        records.append(data.HandRecord(path, truth[index], visible[index], False, str(index)))
+    predictions = engine.Predictions(keypoints=predicted[None], scores=np.ones((1, 3, 21)),
+                                     ground_truth=truth, visible=visible)
+    sheet, wrong = evaluate.keypoint_error_sheet(predictions, records)
+    assert wrong == 2 and sheet.shape == (160, evaluate.ERROR_SHEET_COLUMNS * 160, 3)
+    # the worst first: hand 2 (grey 120 behind it), then hand 1 (grey 60); the perfect hand 0 is left out
+    assert np.median(sheet[20:140, 0:160]) == 120 and np.median(sheet[20:140, 160:320]) == 60
+    assert not sheet[:, 320:].any()
+    predictions.keypoints[0] = truth
+    assert evaluate.keypoint_error_sheet(predictions, records) == (None, 0)
 
 
 def test_onnx_model_gives_the_checkpoint_numbers(tmp_path, held_out, checkpoint, capsys):
@@ -143,7 +171,7 @@ def test_bad_model_paths_are_clear_errors(tmp_path, held_out, capsys):
     assert 'not a readable hand-cpm checkpoint' in capsys.readouterr().err
 
 
-def test_localizer_plot_and_error_sheet_show_the_misses_and_false_boxes(tmp_path, checkpoint, capsys):
+def test_localizer_plot_and_error_sheet_show_the_misses_and_false_boxes(tmp_path, capsys):
     """The fixed-boxes test localiser always answers TEST_BOXES_INPUT (320x256 frames: the letterbox
     is the identity). Frame a: one hand there (found), one elsewhere (missed); its second box is a
     false one. Frame b: no hand, so both boxes are false: 1 missed hand, 3 false boxes."""
@@ -186,10 +214,6 @@ def test_localizer_plot_and_error_sheet_show_the_misses_and_false_boxes(tmp_path
     assert evaluate.main(arguments) == 2
     assert 'pass --overwrite' in capsys.readouterr().err and sheet.read_bytes() == before
     assert evaluate.main([*arguments, '--overwrite']) == 0
-    keypoint_model, _, _, _ = checkpoint
-    assert evaluate.main(['--model', str(keypoint_model), '--data', str(frames),
-                          '--error-sheet', str(tmp_path / 'x.png')]) == 2
-    assert '--error-sheet are for localisers' in capsys.readouterr().err
     for bad, message in ((tmp_path / 'errors.gif', 'name a .png or .jpg or .jpeg file'),
                          (tmp_path / 'no' / 'errors.png', 'does not exist')):
         assert evaluate.main(['--model', str(model), '--data', str(frames), '--error-sheet', str(bad)]) == 2
