@@ -56,7 +56,7 @@ from hand_cpm_train.train import resolve_device
 
 
 LOCALIZER_TARGET = (0.95, 0.95)   # recall, precision: the localiser's target, marked on its --plot
-ERROR_SHEET_TILES = 48             # at most this many missed hands, and as many false boxes, per sheet
+ERROR_SHEET_TILES = 48             # close-ups per sheet (localiser: of missed hands, then of false boxes)
 ERROR_SHEET_COLUMNS = 8
 
 
@@ -239,7 +239,7 @@ def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
                                     args.score_threshold, args.plot, target=LOCALIZER_TARGET)
         print(f'precision-recall curve written to {args.plot}')
     if args.error_sheet:
-        sheet, missed, false_boxes = error_sheet(found, records, args.score_threshold, result['iou'])
+        sheet, missed, false_boxes = localizer_error_sheet(found, records, args.score_threshold, result['iou'])
         if sheet is None:
             print(f'no error sheet: no hand missed and no false box at {args.score_threshold:.2f}')
         else:
@@ -253,7 +253,7 @@ def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
     return 0
 
 
-def error_sheet(found: engine.FrameDetections, records: list, score_threshold: float,
+def localizer_error_sheet(found: engine.FrameDetections, records: list, score_threshold: float,
                 iou_threshold: float) -> tuple[np.ndarray | None, int, int]:
     """(sheet, missed hands, false boxes): close-ups of the first ERROR_SHEET_TILES hands the
     localiser misses at `score_threshold` (labelled with why and how many keypoints are visible),
@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         for flag, path, suffixes in (('--plot', args.plot, ('.png',)),
                                      ('--error-sheet', args.error_sheet, ('.png', '.jpg', '.jpeg'))):
             if path and Path(path).suffix.lower() not in suffixes:
-                raise ValueError(f'{flag} {path}: name a {" or ".join(suffixes)} file')
+                raise ValueError(f'{flag} {path}: the file name must end in {" / ".join(suffixes)}')
             if path and not Path(path).parent.is_dir():
                 raise ValueError(f'{flag} {path}: the folder {Path(path).parent} does not exist')
             if path and Path(path).exists() and not args.overwrite:

@@ -214,7 +214,7 @@ def test_localizer_plot_and_error_sheet_show_the_misses_and_false_boxes(tmp_path
     assert evaluate.main(arguments) == 2
     assert 'pass --overwrite' in capsys.readouterr().err and sheet.read_bytes() == before
     assert evaluate.main([*arguments, '--overwrite']) == 0
-    for bad, message in ((tmp_path / 'errors.gif', 'name a .png or .jpg or .jpeg file'),
+    for bad, message in ((tmp_path / 'errors.gif', 'must end in .png / .jpg / .jpeg'),
                          (tmp_path / 'no' / 'errors.png', 'does not exist')):
         assert evaluate.main(['--model', str(model), '--data', str(frames), '--error-sheet', str(bad)]) == 2
         assert message in capsys.readouterr().err
