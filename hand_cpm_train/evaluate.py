@@ -254,7 +254,7 @@ def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
 
 
 def localizer_error_sheet(found: engine.FrameDetections, records: list, score_threshold: float,
-                iou_threshold: float) -> tuple[np.ndarray | None, int, int]:
+                          iou_threshold: float) -> tuple[np.ndarray | None, int, int]:
     """(sheet, missed hands, false boxes): close-ups of the first ERROR_SHEET_TILES hands the
     localiser misses at `score_threshold` (labelled with why and how many keypoints are visible),
     then of as many false boxes (labelled with their score), in frame order; sheet None without
