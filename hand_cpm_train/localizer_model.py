@@ -80,7 +80,7 @@ class LocalizerConfig:
     def grows(self, smaller: LocalizerConfig) -> bool:
         """True if this network is `smaller` with blocks added (extra_blocks, refine_blocks) or a
         wider stride-4 path (pyramid_channels), so that a run can start from its weights
-        (hand-cpm-train --init-weights, widen_weights)."""
+        (hand-cpm-train --init-weights, models.widen_weights)."""
         same_otherwise = replace(self, name=smaller.name, extra_blocks=smaller.extra_blocks,
                                  refine_blocks=smaller.refine_blocks,
                                  pyramid_channels=smaller.pyramid_channels) == smaller
@@ -181,32 +181,6 @@ class HandLocalizerNet(nn.Module):
             top = self.smooth[index](self.laterals[index](features[index + 1])
                                      + F.interpolate(top, scale_factor=2.0, mode='nearest'))
         return self.head(self.refine(top))
-
-
-def widen_weights(initial: dict[str, torch.Tensor], trained: dict[str, torch.Tensor]
-                  ) -> dict[str, torch.Tensor]:
-    """The `trained` weights of a localiser fitted into a grown network's `initial` ones (its
-    state_dict), for the tensors the two share: a tensor the grown network has wider keeps the
-    trained values in its leading channels and its own initial values in the added ones, except
-    that a convolution reads nothing from added input channels (zero weights there). The added
-    channels are thus computed but unread, so the grown network starts with the trained one's
-    outputs and learns to use them. Tensors only the grown network has (added blocks) are left
-    out, for load_state_dict(strict=False)."""
-    widened = {}
-    for key, values in trained.items():
-        target = initial.get(key)
-        if target is None or target.shape == values.shape:
-            widened[key] = values
-            continue
-        if target.dim() != values.dim() or any(new < old for new, old in zip(target.shape, values.shape)):
-            raise ValueError(f'{key}: trained shape {tuple(values.shape)} does not fit into '
-                             f'{tuple(target.shape)}')
-        grown = target.clone()
-        if grown.dim() == 4 and grown.shape[1] > values.shape[1]:
-            grown[:, values.shape[1]:] = 0.0
-        grown[tuple(slice(0, size) for size in values.shape)] = values
-        widened[key] = grown
-    return widened
 
 
 def build_localizer(config: LocalizerConfig) -> HandLocalizerNet:

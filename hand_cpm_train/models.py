@@ -97,6 +97,12 @@ class ModelConfig:
     def output_size(self) -> int:
         return self.input_size // self.stride
 
+    def grows(self, smaller: ModelConfig) -> bool:
+        """True if this network is `smaller` with a wider MobileNetV2 front (width_mult), so that a
+        run can start from its weights (hand-cpm-train --init-weights, widen_weights)."""
+        return (self.backbone == 'mobilenetv2' and self.width_mult >= smaller.width_mult
+                and replace(self, width_mult=smaller.width_mult) == smaller)
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data['mean'] = list(self.mean)
@@ -284,6 +290,33 @@ def grow_stages(state: dict[str, torch.Tensor], stages: int,
                     new_key = key[:match.start(1)] + index + key[match.end(1):]
                     grown[new_key] = value.clone()
     return grown
+
+
+def widen_weights(initial: dict[str, torch.Tensor], trained: dict[str, torch.Tensor]
+                  ) -> dict[str, torch.Tensor]:
+    """The `trained` weights of a network fitted into a grown one's `initial` weights (its
+    state_dict), for the tensors the two share: a tensor the grown network has wider keeps the
+    trained values in its leading channels and its own initial values in the added ones, except
+    that a convolution reads nothing from added input channels (zero weights there). The added
+    channels are thus computed but unread, so the grown network starts with the trained one's
+    outputs and learns to use them. Tensors only the grown network has (added blocks) are left
+    out, for load_state_dict(strict=False). Used for a wider localiser stride-4 path and a wider
+    keypoint front (width_mult)."""
+    widened = {}
+    for key, values in trained.items():
+        target = initial.get(key)
+        if target is None or target.shape == values.shape:
+            widened[key] = values
+            continue
+        if target.dim() != values.dim() or any(new < old for new, old in zip(target.shape, values.shape)):
+            raise ValueError(f'{key}: trained shape {tuple(values.shape)} does not fit into '
+                             f'{tuple(target.shape)}')
+        grown = target.clone()
+        if grown.dim() == 4 and grown.shape[1] > values.shape[1]:
+            grown[:, values.shape[1]:] = 0.0
+        grown[tuple(slice(0, size) for size in values.shape)] = values
+        widened[key] = grown
+    return widened
 
 
 def _make_divisible(value: float, divisor: int = 8) -> int:

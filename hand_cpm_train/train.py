@@ -45,9 +45,9 @@ from hand_cpm_train.checkpoint import (FORMAT_VERSION, CheckpointError, checkpoi
                                        load_checkpoint, save_checkpoint)
 from hand_cpm_train.localizer_data import MIN_SEEN_KEYPOINTS, FrameDataset, load_frame_records, split_frames
 from hand_cpm_train.localizer_model import (LOCALIZER_VARIANTS, LocalizerConfig, build_localizer,
-                                            get_localizer_config, parse_frame_size, widen_weights)
+                                            get_localizer_config, parse_frame_size)
 from hand_cpm_train.models import (DEFAULT_VARIANT, VARIANTS, ModelConfig, build_model, get_config,
-                                   grow_stages)
+                                   grow_stages, widen_weights)
 
 # Settings a resumed run may change; any other explicit change would silently mix two runs.
 # 'out', 'data' and 'val_data' are locations: a run directory copied elsewhere resumes on the same
@@ -83,6 +83,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--stages', type=int, help="keypoints: CPM stages (default: the variant's); "
                         "with --init-weights from a network with fewer, the added stages start as "
                         "copies of its last")
+    parser.add_argument('--width-mult', type=float, metavar='W',
+                        help="keypoints, light variants: channel multiplier of the MobileNetV2 front "
+                             "(default: the variant's, 1.0). With --init-weights, a narrower trained "
+                             "network widens into it unchanged (the added channels start unread)")
     parser.add_argument('--frame-size', metavar='WxH',
                         help="localizer: network input WIDTHxHEIGHT (multiples of 32) that frames "
                              "are letterboxed to; default: the variant's (320x256)")
@@ -210,6 +214,10 @@ def _validate(config: dict) -> None:
         raise UsageError('--stages is for keypoint networks')
     if config.get('stages') is not None and config['stages'] < 1:
         raise UsageError(f'--stages must be >= 1, got {config["stages"]}')
+    if config.setdefault('width_mult', None) is not None and (
+            task == 'localizer' or config['variant'] == 'cpm-vgg19' or not 0.25 <= config['width_mult'] <= 4):
+        raise UsageError(f'--width-mult is for the light keypoint variants (cpm-lite, cpm-lite-s) and '
+                         f'must be 0.25-4, got {config["width_mult"]} for {config["variant"]}')
     if config.setdefault('pyramid_channels', None) is not None and (
             task == 'keypoints' or config['pyramid_channels'] < 8):
         raise UsageError(f'--pyramid-channels is for --task localizer and must be >= 8, got '
@@ -321,9 +329,10 @@ def load_initial_weights(model: nn.Module, path: str, task: str, model_config) -
     """Copy the network weights of checkpoint `path` into `model` (--init-weights); the
     checkpoint must hold the same task and network configuration, except that it may have been
     trained at another input size (a run can fine-tune a network at a finer input), with fewer
-    stages (a run can add refinement stages) or, for the localiser, with fewer blocks or a
-    narrower stride-4 path (a run can grow loc-lite into loc-deep, or widen it: the added blocks
-    start as identities, the added channels unread; localizer_model.widen_weights)."""
+    stages (a run can add refinement stages), for a light keypoint network with a narrower front
+    (width_mult), or, for the localiser, with fewer blocks or a narrower stride-4 path (a run can
+    grow loc-lite into loc-deep, or widen it): added blocks start as identities, added channels
+    unread (models.widen_weights)."""
     try:
         state = load_checkpoint(path)
     except CheckpointError as error:
@@ -339,13 +348,12 @@ def load_initial_weights(model: nn.Module, path: str, task: str, model_config) -
     adjustable = {name: getattr(saved, name) for name in INPUT_SIZE_FIELDS + ('stages',)
                   if hasattr(saved, name)}
     sizes = {name: value for name, value in adjustable.items() if name in INPUT_SIZE_FIELDS}
-    resized = replace(model_config, **sizes)   # this network at the checkpoint's input size
-    grown = (isinstance(model_config, LocalizerConfig) and saved is not None and resized != saved
-             and resized.grows(saved))
-    if saved is None or (replace(model_config, **adjustable) != saved and not grown):
+    resized = replace(model_config, **adjustable)   # this network at the checkpoint's size and stages
+    grown = saved is not None and resized != saved and resized.grows(saved)
+    if saved is None or (resized != saved and not grown):
         raise UsageError(f'--init-weights {path} holds another network configuration '
                          f'({saved_dict.get("name")}); pass the --variant it was trained with '
-                         f'(or, for a localiser, one that grows it)')
+                         f'(or one that widens or grows it)')
     new_sizes = {name: getattr(model_config, name) for name in sizes}
     if new_sizes != sizes:
         print(f'--init-weights: the network was trained at {_describe_size(sizes)}; this run '
@@ -361,6 +369,11 @@ def load_initial_weights(model: nn.Module, path: str, task: str, model_config) -
                  else f'stages {saved.stages + 1}-{model_config.stages} start')
         print(f'--init-weights: the network had {saved.stages} stages; {added} as copies of stage '
               f'{saved.stages}')
+    if grown and isinstance(model_config, ModelConfig):
+        model.load_state_dict(widen_weights(model.state_dict(), weights))
+        print(f'--init-weights: its MobileNetV2 front widens from x{saved.width_mult} to '
+              f'x{model_config.width_mult}, the added channels unread at first')
+        return
     if grown:
         missing, _ = model.load_state_dict(widen_weights(model.state_dict(), weights), strict=False)
         blocks = sorted({key.rsplit('.block.', 1)[0] for key in missing})
@@ -476,7 +489,8 @@ class TaskSetup:
 
 def keypoint_setup(config: dict) -> TaskSetup:
     """The CPM on hand crops: PCK validation, PCK curve and belief-map figures."""
-    overrides = {name: config.get(name) for name in ('input_size', 'stages') if config.get(name)}
+    overrides = {name: config.get(name) for name in ('input_size', 'stages', 'width_mult')
+                 if config.get(name)}
     model_config = get_config(config['variant'], **overrides)
     codec = HeatmapCodec(input_size=model_config.input_size, stride=model_config.stride,
                          sigma=config['sigma'])

@@ -16,8 +16,8 @@ from hand_cpm_train import data, engine, evaluate, export, train
 from hand_cpm_train.checkpoint import load_checkpoint, load_model
 from hand_cpm_train.augment import AugmentConfig
 from hand_cpm_train.localizer_data import FrameDataset, FrameRecord, load_frame_records
-from hand_cpm_train.localizer_model import (box_giou, build_localizer, get_localizer_config, localizer_loss,
-                                            widen_weights)
+from hand_cpm_train.localizer_model import box_giou, build_localizer, get_localizer_config, localizer_loss
+from hand_cpm_train.models import widen_weights
 
 
 @pytest.fixture(scope='module')

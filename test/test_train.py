@@ -193,6 +193,40 @@ def test_init_weights_starts_a_new_run_from_another_runs_network(tmp_path, datas
     assert resumed['step'] == 4 and resumed['train_config']['init_weights'] == str(first / 'last.pt')
 
 
+def test_a_trained_keypoint_network_widens_unchanged_and_trains_on(tmp_path, dataset_dirs, capsys):
+    """--width-mult W --init-weights NARROWER: the added channels of the front start unread (the
+    wide network's maps equal the narrow one's while those channels are computed), the run trains
+    and saves the wider network; narrowing, the localiser and cpm-vgg19 are refused."""
+    narrow_run = tmp_path / 'narrow'
+    assert train.main(short_run(*dataset_dirs, narrow_run, '--epochs', '1')) == 0
+    narrow, narrow_config, _ = load_model(narrow_run / 'last.pt')
+    wide_config = get_config('cpm-lite-s', input_size=64, width_mult=1.5)
+    assert wide_config.grows(narrow_config) and not narrow_config.grows(wide_config)
+    wide = build_model(wide_config)
+    capsys.readouterr()
+    train.load_initial_weights(wide, str(narrow_run / 'last.pt'), 'keypoints', wide_config)
+    assert 'front widens from x1.0 to x1.5' in capsys.readouterr().out
+    front = {}
+    wide.backbone[-1].register_forward_hook(lambda module, inputs, output: front.update(last=inputs[0]))
+    crops = torch.from_numpy(np.random.default_rng(5).standard_normal((2, 3, 64, 64), dtype=np.float32))
+    with torch.no_grad():
+        np.testing.assert_allclose(wide.eval()(crops).numpy(), narrow.eval()(crops).numpy(), atol=1e-5)
+    assert front['last'].shape[1] == 144 and front['last'][:, 96:].abs().max() > 0
+
+    wide_run = tmp_path / 'wide'
+    assert train.main(short_run(*dataset_dirs, wide_run, '--epochs', '1', '--width-mult', '1.5',
+                                '--init-weights', str(narrow_run / 'last.pt'))) == 0
+    _, config, _ = load_model(wide_run / 'last.pt')
+    assert (config.name, config.width_mult) == ('cpm-lite-s', 1.5)
+    capsys.readouterr()
+    assert train.main(short_run(*dataset_dirs, tmp_path / 'narrower', '--epochs', '1',
+                                '--init-weights', str(wide_run / 'last.pt'))) == 2
+    assert 'holds another network configuration' in capsys.readouterr().err
+    for bad in (['--width-mult', '0.1'], ['--variant', 'cpm-vgg19', '--width-mult', '1.5']):
+        assert train.main(short_run(*dataset_dirs, tmp_path / 'no', *bad)) == 2
+        assert '--width-mult is for the light keypoint variants' in capsys.readouterr().err
+
+
 def test_non_finite_loss_stops_with_a_clear_error(tmp_path, dataset_dirs, capsys):
     out = tmp_path / 'nan'
     code = train.main(short_run(*dataset_dirs, out, '--epochs', '2', '--lr', '1e30',
