@@ -750,7 +750,7 @@ def describe(summary: dict) -> str:
 # ---------------------------------------------------------------------------------- offline
 # Node parameters an offline run uses besides the pipeline's (hand_cpm_ros.node.PIPELINE_PARAMETERS).
 OFFLINE_NODE_PARAMETERS = ('threads', 'localizer_threads', 'localizer_threshold', 'localizer_flip_averaging',
-                           'heatmap_alpha')
+                           'fine_localizer_model', 'fine_localizer_max_height', 'heatmap_alpha')
 
 
 @dataclass
@@ -796,7 +796,7 @@ def offline_pipeline(model: Path, localizer: Path | None, backend: str, values: 
     from .backends import BackendError, create_backend
     from .localizer import load_localizer
     from .node import PIPELINE_PARAMETERS
-    from .pipeline import HandPipeline
+    from .pipeline import HandPipeline, fine_localizer_path
 
     threads = values['threads'] or None
     settings = {field: values[name] for name, field in PIPELINE_PARAMETERS.items()}
@@ -805,7 +805,9 @@ def offline_pipeline(model: Path, localizer: Path | None, backend: str, values: 
     try:
         boxes = None if localizer is None else load_localizer(
             localizer, values['localizer_threshold'], 8, values['localizer_threads'], threads,
-            logger=lambda text: None, flip_averaging=values['localizer_flip_averaging'])
+            logger=lambda text: None, flip_averaging=values['localizer_flip_averaging'],
+            fine_path=fine_localizer_path(values['fine_localizer_model']),
+            fine_max_height=values['fine_localizer_max_height'])
         return HandPipeline(create_backend(backend, model_path=str(model), threads=threads,
                                            logger=lambda text: None),
                             localizer=boxes, **settings)

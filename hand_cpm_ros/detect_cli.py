@@ -1,10 +1,12 @@
 """hand-cpm-detect: hand keypoints in image and video files, with the node's HandPipeline.
 
     hand-cpm-detect IMAGE_OR_VIDEO... [--box X0,Y0,X1,Y1] [--json] [--out DIR] [--model PATH]
-                    [--localizer PATH]
+                    [--localizer PATH] [--fine-localizer [PATH]]
 
 Without --box the hand localiser (--localizer, default models/hand_localizer.onnx) finds every
-hand in each frame (at most --max-hands); with --box that box is used instead.
+hand in each frame (at most --max-hands); with --box that box is used instead. --fine-localizer
+adds its second pass at a larger input (default models/hand_localizer_fine.onnx), which finds
+more small, far hands for about twice the localiser's compute.
 
 --json prints one JSON object per image (per frame for videos) on its own line:
 {"image": PATH, ["frame": N,] "hands": [{"keypoints": [[x, y, score] x 21], "box": [x0, y0, x1, y1],
@@ -23,9 +25,10 @@ import cv2
 import numpy as np
 
 from .backends import BACKEND_NAMES, BackendError, create_backend
-from .localizer import DEFAULT_LOCALIZER_THREADS, DEFAULT_SCORE_THRESHOLD, load_localizer
-from .pipeline import (DEFAULT_LOCALIZER_NAME, FrameResult, HandPipeline, PipelineSettings,
-                       default_model_path, draw_result)
+from .localizer import (DEFAULT_FINE_MAX_HEIGHT, DEFAULT_LOCALIZER_THREADS, DEFAULT_SCORE_THRESHOLD,
+                        load_localizer)
+from .pipeline import (DEFAULT_LOCALIZER_NAME, FINE_LOCALIZER_NAME, FrameResult, HandPipeline,
+                       PipelineSettings, default_model_path, draw_result)
 
 IMAGE_SUFFIXES = {'.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm'}
 VIDEO_SUFFIXES = {'.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg'}
@@ -63,7 +66,16 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help=f'hand localiser .onnx / .pt for finding hands without --box '
                              f'(default: {default_model_path(DEFAULT_LOCALIZER_NAME)})')
     parser.add_argument('--localizer-threshold', type=float, default=DEFAULT_SCORE_THRESHOLD,
-                        help='hand boxes of the localiser scoring below this are ignored')
+                        help='hand boxes of the localiser scoring below this are ignored (with '
+                             '--fine-localizer 0.40 is best: models/MODEL_CARD.md)')
+    parser.add_argument('--fine-localizer', type=Path, nargs='?', metavar='PATH',
+                        const=default_model_path(FINE_LOCALIZER_NAME),
+                        help=f'also run the localiser at a larger input (PATH: the localiser exported '
+                             f'with a larger --frame-size; alone: '
+                             f'{default_model_path(FINE_LOCALIZER_NAME)}) and merge its small boxes in')
+    parser.add_argument('--fine-max-height', type=float, default=DEFAULT_FINE_MAX_HEIGHT,
+                        help='--fine-localizer boxes count only when shorter than this share of the '
+                             'frame height (default %(default)s)')
     parser.add_argument('--json', action='store_true',
                         help='print one JSON object per image / video frame')
     parser.add_argument('--out', type=Path, metavar='DIR', help='write annotated images here')
@@ -192,6 +204,12 @@ def run(args: argparse.Namespace) -> None:
             raise CliError(f'{NO_LOCALIZER}: {localizer_path} does not exist; pass --localizer '
                            f'MODEL.onnx (hand-cpm-train --task localizer, then hand-cpm-export) '
                            f'or give the hand\'s box with --box X0,Y0,X1,Y1')
+        if args.fine_localizer is not None and not args.fine_localizer.is_file():
+            raise CliError(f'--fine-localizer {args.fine_localizer} does not exist; export the '
+                           f'localiser with a larger --frame-size (hand-cpm-export)')
+    elif args.fine_localizer is not None:
+        raise CliError('--fine-localizer finds hands for the localiser; with --box there is none to '
+                       'help: drop one of the two')
     _check_inputs(args.inputs)
     outputs = _plan_outputs(args.inputs, args.out, args.overwrite)
     model = args.model or default_model_path()
@@ -201,7 +219,8 @@ def run(args: argparse.Namespace) -> None:
                                  threads=args.threads, logger=lambda text: None)
         localizer = None if localizer_path is None else load_localizer(
             localizer_path, args.localizer_threshold, args.max_hands, args.localizer_threads,
-            args.threads, logger=lambda text: None, flip_averaging=args.localizer_flip_averaging)
+            args.threads, logger=lambda text: None, flip_averaging=args.localizer_flip_averaging,
+            fine_path=args.fine_localizer, fine_max_height=args.fine_max_height)
         pipeline = HandPipeline(backend, localizer=localizer, max_hands=args.max_hands,
                                 crop_margin=args.crop_margin,
                                 flip_averaging=args.flip_averaging,

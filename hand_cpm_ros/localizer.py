@@ -13,7 +13,8 @@ input size and predicts, on a grid of stride `stride`, CenterNet-style maps:
 `LocalizerCodec` both makes the training targets from boxes and decodes predictions back into
 boxes in source-image pixels, so training and deployment share one definition. `HandLocalizer`
 is the runtime: any camera frame -> letterbox -> backend (ONNX Runtime, TensorRT, torch) ->
-decode -> Detections in that frame's pixels. Pixel convention
+decode -> Detections in that frame's pixels; optionally the frame is also seen at a larger input
+size (a fine pass) whose small boxes are merged in (merge_scales). Pixel convention
 as in geometry.py: pixel centres at integer coordinates; grid cell j's centre lies at input pixel
 j * stride + (stride - 1) / 2.
 """
@@ -46,6 +47,14 @@ MIN_HANDEDNESS_SCORE = 0.75
 # pool, which runs right after it. On the 2-core build machine, localiser then one crop: 10.5 ms
 # median with one thread, 20.7 ms with two (README "Speed").
 DEFAULT_LOCALIZER_THREADS = 1
+# A fine pass (HandLocalizer's fine_backend: the same weights exported at a larger input) adds only
+# boxes shorter than this share of the frame height: larger hands are the coarse pass's, which
+# sees them whole. Chosen on the validation frames among 0.2-0.5 (models/MODEL_CARD.md, "Input
+# size").
+DEFAULT_FINE_MAX_HEIGHT = 0.3
+# Boxes each pass keeps (per max_hands) before the two are merged: a frame's best hands may come
+# from either pass.
+CANDIDATES_PER_HAND = 2
 
 
 def localizer_backend_threads(path: Path, localizer_threads: int,
@@ -63,6 +72,26 @@ class Detection:
     score: float
     handedness: str | None = None
     handedness_score: float = 0.0
+
+
+def merge_scales(coarse: Sequence[Detection], fine: Sequence[Detection], frame_height: int,
+                 fine_max_height: float = DEFAULT_FINE_MAX_HEIGHT, nms_iou: float = 0.5,
+                 max_hands: int = DEFAULT_MAX_HANDS) -> list[Detection]:
+    """One frame's hands from two passes of a localiser, best first, at most `max_hands`: every
+    coarse box, and the fine boxes shorter than `fine_max_height` x `frame_height` (small hands,
+    which the larger input resolves); of boxes overlapping by IoU > nms_iou the best is kept."""
+    small = [d for d in fine if d.box[3] - d.box[1] < fine_max_height * frame_height]
+    candidates = sorted([*coarse, *small], key=lambda d: -d.score)
+    if not candidates:
+        return []
+    overlaps = box_iou_matrix([d.box for d in candidates], [d.box for d in candidates])
+    keep: list[int] = []
+    for index in range(len(candidates)):
+        if all(overlaps[index, kept] <= nms_iou for kept in keep):
+            keep.append(index)
+        if len(keep) == max_hands:
+            break
+    return [candidates[i] for i in keep]
 
 
 def letterbox_affine(source_width: int, source_height: int, input_width: int,
@@ -322,26 +351,53 @@ def as_bgr8(image: np.ndarray) -> np.ndarray:
     return image[:, :, :3] if image.shape[2] == 4 else image
 
 
+def localizer_codec(backend: Backend) -> LocalizerCodec:
+    """The codec of a localiser backend, checked against its model: ValueError for a keypoint
+    model or a codec that does not match the network's input."""
+    info = backend.info
+    if info.task != 'localizer':
+        raise ValueError(f'model {info.variant!r} is a {info.task} model, not a hand localiser; '
+                         f'pass a localiser (hand-cpm-train --task localizer, then '
+                         f'hand-cpm-export)')
+    if info.num_maps != NUM_OUTPUTS:
+        raise ValueError(f'localiser {info.variant!r} gives {info.num_maps} maps, expected '
+                         f'{NUM_OUTPUTS}')
+    codec = LocalizerCodec.from_dict(info.codec)
+    if (codec.input_width, codec.input_height, codec.stride) != \
+            (info.input_width, info.input_height, info.stride):
+        raise ValueError(f'localiser codec {codec.input_width}x{codec.input_height}/'
+                         f'{codec.stride} does not match the model input '
+                         f'{info.describe_input()}/{info.stride}')
+    return codec
+
+
 class HandLocalizer:
     """Finds hand boxes in whole camera frames with a localiser network behind `backend`.
 
     `score_threshold` is the minimum centre probability of a hand, `max_hands` the most boxes
     returned (best first), `nms_iou` the overlap above which two boxes are one hand,
-    `flip_averaging` runs each frame mirrored too (infer_localizer_maps). Satisfies
+    `flip_averaging` runs each frame mirrored too (infer_localizer_maps). `fine_backend`, when
+    given, is a second pass at a larger input (the same weights exported at another
+    --frame-size): its boxes shorter than `fine_max_height` of the frame are merged in
+    (merge_scales), finding more small hands for the second pass's compute. Satisfies
     hand_cpm_ros.pipeline.BoxSource.
     """
 
     def __init__(self, backend: Backend, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
                  max_hands: int = DEFAULT_MAX_HANDS, nms_iou: float = 0.5,
-                 flip_averaging: bool = False):
-        info = backend.info
-        if info.task != 'localizer':
-            raise ValueError(f'model {info.variant!r} is a {info.task} model, not a hand localiser; '
-                             f'pass a localiser (hand-cpm-train --task localizer, then '
-                             f'hand-cpm-export)')
-        if info.num_maps != NUM_OUTPUTS:
-            raise ValueError(f'localiser {info.variant!r} gives {info.num_maps} maps, expected '
-                             f'{NUM_OUTPUTS}')
+                 flip_averaging: bool = False, fine_backend: Backend | None = None,
+                 fine_max_height: float = DEFAULT_FINE_MAX_HEIGHT):
+        self.codec = localizer_codec(backend)
+        self.fine_codec = None if fine_backend is None else localizer_codec(fine_backend)
+        if self.fine_codec is not None and \
+                self.fine_codec.input_width * self.fine_codec.input_height <= \
+                self.codec.input_width * self.codec.input_height:
+            raise ValueError(f'the fine localiser pass must see frames at a larger input than the '
+                             f'localiser ({self.codec.input_width}x{self.codec.input_height}), got '
+                             f'{self.fine_codec.input_width}x{self.fine_codec.input_height}; export '
+                             f'the localiser again with a larger hand-cpm-export --frame-size')
+        if not 0.0 < fine_max_height <= 1.0:
+            raise ValueError(f'fine_max_height must be in (0, 1], got {fine_max_height}')
         if not 0.0 < score_threshold < 1.0:
             raise ValueError(f'score_threshold must be in (0, 1), got {score_threshold}')
         if isinstance(max_hands, bool) or not isinstance(max_hands, int) or max_hands < 1:
@@ -350,36 +406,53 @@ class HandLocalizer:
             raise ValueError(f'nms_iou must be in (0, 1], got {nms_iou}')
         if not isinstance(flip_averaging, bool):
             raise ValueError(f'flip_averaging must be true or false, got {flip_averaging!r}')
-        self.codec = LocalizerCodec.from_dict(info.codec)
-        if (self.codec.input_width, self.codec.input_height, self.codec.stride) != \
-                (info.input_width, info.input_height, info.stride):
-            raise ValueError(f'localiser codec {self.codec.input_width}x{self.codec.input_height}/'
-                             f'{self.codec.stride} does not match the model input '
-                             f'{info.describe_input()}/{info.stride}')
-        self.backend = backend
+        self.backend, self.fine_backend = backend, fine_backend
         self.score_threshold, self.max_hands, self.nms_iou = score_threshold, max_hands, nms_iou
-        self.flip_averaging = flip_averaging
+        self.flip_averaging, self.fine_max_height = flip_averaging, fine_max_height
+
+    def describe(self) -> str:
+        """The model and its input size(s), for logs: 'loc-deep 320x256 + 448x352 for small hands'."""
+        text = f'{self.backend.info.variant} {self.codec.input_width}x{self.codec.input_height}'
+        if self.fine_codec is not None:
+            text += (f' + {self.fine_codec.input_width}x{self.fine_codec.input_height} for hands under '
+                     f'{self.fine_max_height:g} of the frame height')
+        return text
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
         """Hands in one frame (BGR, or gray / BGRA / 16-bit, converted), boxes in its pixels."""
         image = as_bgr8(image_bgr)
-        letterboxed, input_to_source = prepare_frame(image, self.codec)
-        outputs = infer_localizer_maps(self.backend.infer, normalize_crops(letterboxed[None], self.backend.info),
+        if self.fine_backend is None:
+            return self._detect_at(self.backend, self.codec, image, self.max_hands)
+        candidates = CANDIDATES_PER_HAND * self.max_hands
+        return merge_scales(self._detect_at(self.backend, self.codec, image, candidates),
+                            self._detect_at(self.fine_backend, self.fine_codec, image, candidates),
+                            image.shape[0], self.fine_max_height, self.nms_iou, self.max_hands)
+
+    def _detect_at(self, backend: Backend, codec: LocalizerCodec, image: np.ndarray,
+                   max_hands: int) -> list[Detection]:
+        """Hands in a BGR8 frame through one backend, at its codec's input size."""
+        letterboxed, input_to_source = prepare_frame(image, codec)
+        outputs = infer_localizer_maps(backend.infer, normalize_crops(letterboxed[None], backend.info),
                                        self.flip_averaging)[0]
-        return self.codec.decode(outputs, input_to_source, (image.shape[1], image.shape[0]),
-                                 self.score_threshold, self.max_hands, self.nms_iou)
+        return codec.decode(outputs, input_to_source, (image.shape[1], image.shape[0]),
+                            self.score_threshold, max_hands, self.nms_iou)
 
 
 def load_localizer(path: Path, score_threshold: float, max_hands: int, localizer_threads: int,
-                   keypoint_threads: int | None, logger, flip_averaging: bool = False) -> HandLocalizer:
-    """The HandLocalizer of an exported localiser file: .onnx or .pt, anything else a TensorRT
-    engine, each on the 'auto' backend (threads: localizer_backend_threads). BackendError or
-    ValueError when it cannot be loaded."""
-    is_engine = path.suffix not in ('.onnx', '.pt')
-    backend = create_backend('auto', model_path=None if is_engine else str(path),
-                             engine_path=str(path) if is_engine else None,
-                             threads=localizer_backend_threads(path, localizer_threads,
-                                                               keypoint_threads),
-                             logger=logger)
-    return HandLocalizer(backend, score_threshold=score_threshold, max_hands=max_hands,
-                         flip_averaging=flip_averaging)
+                   keypoint_threads: int | None, logger, flip_averaging: bool = False,
+                   fine_path: Path | None = None,
+                   fine_max_height: float = DEFAULT_FINE_MAX_HEIGHT) -> HandLocalizer:
+    """The HandLocalizer of an exported localiser file (and of `fine_path`, its fine pass, when
+    given): .onnx or .pt, anything else a TensorRT engine, each on the 'auto' backend (threads:
+    localizer_backend_threads). BackendError or ValueError when it cannot be loaded."""
+    def backend_of(model: Path) -> Backend:
+        is_engine = model.suffix not in ('.onnx', '.pt')
+        return create_backend('auto', model_path=None if is_engine else str(model),
+                              engine_path=str(model) if is_engine else None,
+                              threads=localizer_backend_threads(model, localizer_threads,
+                                                                keypoint_threads),
+                              logger=logger)
+    return HandLocalizer(backend_of(path), score_threshold=score_threshold, max_hands=max_hands,
+                         flip_averaging=flip_averaging,
+                         fine_backend=None if fine_path is None else backend_of(fine_path),
+                         fine_max_height=fine_max_height)

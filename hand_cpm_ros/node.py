@@ -20,7 +20,8 @@ executor, so a slow backend never builds a queue and never blocks the parameter 
 other subscriptions.
 
 Parameters: backend, model_path, engine_path, localizer_model, localizer_threshold, threads,
-localizer_threads, localizer_flip_averaging, compressed_input and use_depth are read-only (they
+localizer_threads, localizer_flip_averaging, fine_localizer_model, fine_localizer_max_height,
+compressed_input and use_depth are read-only (they
 build the backends and the subscriptions at start; restart the node to change them). All others can
 be changed at run time and are validated first.
 """
@@ -51,11 +52,11 @@ from visualization_msgs.msg import MarkerArray
 
 from .backends import BACKEND_NAMES, BackendError, create_backend
 from .image_conversion import ImageConversionError
-from .localizer import (DEFAULT_LOCALIZER_THREADS, DEFAULT_SCORE_THRESHOLD, HandLocalizer,
-                        load_localizer)
+from .localizer import (DEFAULT_FINE_MAX_HEIGHT, DEFAULT_LOCALIZER_THREADS, DEFAULT_SCORE_THRESHOLD,
+                        HandLocalizer, load_localizer)
 from .msg import HandKeypointsArray, HandRegions
-from .pipeline import (DEFAULT_LOCALIZER_NAME, MAX_LOCALIZER_INTERVAL, HandPipeline,
-                       PipelineSettings, default_model_path, draw_result)
+from .pipeline import (DEFAULT_LOCALIZER_NAME, MAX_LOCALIZER_INTERVAL, HandPipeline, PipelineSettings,
+                       default_model_path, draw_result, fine_localizer_path)
 from .ros_messages import (bgr_to_image_msg, camera_matrix_from_info, compressed_msg_to_bgr,
                            depth_msg_to_metres, diagnostics_msg, hands_to_markers, hands_to_msg,
                            image_msg_to_bgr, roi_to_box)
@@ -123,6 +124,16 @@ PARAMETERS = {
         description='Also run the localiser on each frame mirrored and average the two answers: '
                     'fewer false and misplaced hand boxes for twice the localiser\'s compute',
         read_only=True)),
+    'fine_localizer_model': ('', dict(
+        description='A second localiser pass at a larger input (the localiser exported with a larger '
+                    '--frame-size) whose small boxes are merged in: more small, far hands found for '
+                    'about twice the localiser\'s compute; best with localizer_threshold 0.40. '
+                    'Empty = off; "shipped" = the shipped models/hand_localizer_fine.onnx',
+        read_only=True)),
+    'fine_localizer_max_height': (DEFAULT_FINE_MAX_HEIGHT, dict(
+        description='Boxes of the fine localiser pass count only when shorter than this share of the '
+                    'frame height (larger hands are the first pass\'s)',
+        floating_point_range=_float_range(0.05, 1.0), read_only=True)),
     'compressed_input': (False, dict(
         description='Subscribe to image/compressed (CompressedImage) instead of image',
         read_only=True)),
@@ -329,7 +340,7 @@ class HandCpmNode(Node):
         self.get_logger().info(
             f'ready: {backend.describe()}, model {model_path} ({backend.info.variant}, '
             f'input {backend.info.input_size}), localiser '
-            f'{"none" if localizer is None else localizer.backend.info.variant}; listening on '
+            f'{"none" if localizer is None else localizer.describe()}; listening on '
             f'{self.resolve_topic_name("image/compressed" if value["compressed_input"] else "image")}')
 
     def _create_localizer(self, value: dict) -> HandLocalizer | None:
@@ -350,7 +361,9 @@ class HandCpmNode(Node):
             # max_hands, which may change at run time.
             return load_localizer(path, value['localizer_threshold'], 8,
                                   value['localizer_threads'], value['threads'] or None,
-                                  self.get_logger().info, value['localizer_flip_averaging'])
+                                  self.get_logger().info, value['localizer_flip_averaging'],
+                                  fine_localizer_path(value['fine_localizer_model']),
+                                  value['fine_localizer_max_height'])
         except (BackendError, ValueError) as error:
             raise StartupError(f'localizer_model={str(path)!r}: {error}') from error
 

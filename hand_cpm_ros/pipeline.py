@@ -187,11 +187,13 @@ class FrameResult:
 
 DEFAULT_MODEL_NAME = 'hand_cpm.onnx'
 DEFAULT_LOCALIZER_NAME = 'hand_localizer.onnx'
+FINE_LOCALIZER_NAME = 'hand_localizer_fine.onnx'  # the localiser's weights at a larger input
 
 
 def default_model_path(name: str = DEFAULT_MODEL_NAME) -> Path:
     """A model shipped with the package, models/NAME (the keypoint network hand_cpm.onnx by
-    default, the localiser hand_localizer.onnx) in the first place that has it:
+    default, the localiser hand_localizer.onnx, its fine pass hand_localizer_fine.onnx) in the
+    first place that has it:
     the ament share directory of hand_cpm_ros, <sys.prefix>/share/hand_cpm_ros (an install into
     a virtual environment) or the source tree. When none has it, the first candidate is returned
     (callers report the missing file)."""
@@ -208,6 +210,20 @@ def default_model_path(name: str = DEFAULT_MODEL_NAME) -> Path:
     candidates += [Path(sys.prefix) / 'share' / 'hand_cpm_ros', Path(__file__).resolve().parents[1]]
     paths = [candidate / 'models' / name for candidate in candidates]
     return next((path for path in paths if path.is_file()), paths[0])
+
+
+def fine_localizer_path(name: str) -> Path | None:
+    """The file of the fine_localizer_model parameter: None for '' (off), the shipped
+    models/hand_localizer_fine.onnx for 'shipped', else the path given; ValueError when the file
+    is not there."""
+    if not name:
+        return None
+    path = default_model_path(FINE_LOCALIZER_NAME) if name == 'shipped' else Path(name)
+    if not path.is_file():
+        raise ValueError(f'fine_localizer_model={name!r}: {path} does not exist; give the localiser '
+                         f'exported at a larger input (hand-cpm-export --frame-size), "shipped", or '
+                         f'leave it empty')
+    return path
 
 
 def backproject_keypoints(keypoints: np.ndarray, depth_m: np.ndarray, camera_matrix: np.ndarray,

@@ -22,7 +22,8 @@ from hand_cpm_ros.backends import ModelInfo, average_mirrored, normalize_crops, 
 from hand_cpm_ros.codec import HeatmapCodec
 from hand_cpm_ros.geometry import box_iou_matrix
 from hand_cpm_ros.keypoints import NUM_KEYPOINTS
-from hand_cpm_ros.localizer import LocalizerCodec, prepare_frame
+from hand_cpm_ros.localizer import (CANDIDATES_PER_HAND, DEFAULT_FINE_MAX_HEIGHT, Detection, LocalizerCodec,
+                                    merge_scales, prepare_frame)
 from hand_cpm_train.data import read_image
 from hand_cpm_train.localizer_data import MIN_SEEN_KEYPOINTS, FrameRecord
 from hand_cpm_train.localizer_model import localizer_loss
@@ -241,23 +242,45 @@ class FrameDetections:
     frame_heights: list[int]
 
 
+@dataclass
+class LocalizerPass:
+    """A localiser at one input size: predict(normalised frames) -> maps, its codec and ModelInfo."""
+    predict: Callable[[np.ndarray], np.ndarray]
+    codec: LocalizerCodec
+    model_info: ModelInfo
+
+    def decode_frames(self, images: Sequence[np.ndarray], max_hands: int) -> list[list[Detection]]:
+        """Each BGR frame letterboxed, run, decoded into its pixels: boxes scoring at least 0.05
+        (the low end of the precision-recall curve), at most `max_hands` per frame."""
+        prepared = [prepare_frame(image, self.codec) for image in images]
+        outputs = self.predict(normalize_crops(np.stack([frame for frame, _ in prepared]), self.model_info))
+        return [self.codec.decode(maps, input_to_source, (image.shape[1], image.shape[0]),
+                                  score_threshold=0.05, max_hands=max_hands)
+                for image, (_, input_to_source), maps in zip(images, prepared, outputs)]
+
+
 def detect_frames(predict: Callable[[np.ndarray], np.ndarray], records: Sequence[FrameRecord],
                   codec: LocalizerCodec, model_info: ModelInfo, max_hands: int = 2, batch_size: int = 8,
-                  progress: bool = False) -> FrameDetections:
+                  progress: bool = False, fine: LocalizerPass | None = None,
+                  fine_max_height: float = DEFAULT_FINE_MAX_HEIGHT) -> FrameDetections:
     """Every frame letterboxed, run through `predict`, decoded into source pixels: at most
-    `max_hands` boxes scoring at least 0.05 per frame (the low end of the precision-recall curve)."""
+    `max_hands` boxes scoring at least 0.05 per frame (the low end of the precision-recall curve).
+    With `fine`, a second pass at a larger input, merged as the runtime merges it
+    (hand_cpm_ros.localizer.merge_scales)."""
     if not records:
         raise ValueError('the localiser evaluation got no frames')
+    coarse = LocalizerPass(predict, codec, model_info)
+    candidates = max_hands if fine is None else CANDIDATES_PER_HAND * max_hands
     found = FrameDetections([], [], [])
     for start in tqdm(range(0, len(records), batch_size), desc='evaluate', disable=not progress,
                       dynamic_ncols=True, leave=False):
-        chunk = records[start:start + batch_size]
-        images = [read_image(record.image_path) for record in chunk]
-        prepared = [prepare_frame(image, codec) for image in images]
-        outputs = predict(normalize_crops(np.stack([frame for frame, _ in prepared]), model_info))
-        for image, (_, input_to_source), maps in zip(images, prepared, outputs):
-            hands = codec.decode(maps, input_to_source, (image.shape[1], image.shape[0]),
-                                 score_threshold=0.05, max_hands=max_hands)
+        images = [read_image(record.image_path) for record in records[start:start + batch_size]]
+        per_frame = coarse.decode_frames(images, candidates)
+        if fine is not None:
+            per_frame = [merge_scales(hands, fine_hands, image.shape[0], fine_max_height, max_hands=max_hands)
+                         for image, hands, fine_hands in zip(images, per_frame,
+                                                             fine.decode_frames(images, candidates))]
+        for image, hands in zip(images, per_frame):
             found.boxes.append(np.array([d.box for d in hands], np.float64).reshape(-1, 4))
             found.scores.append(np.array([d.score for d in hands], np.float64))
             found.frame_heights.append(image.shape[0])

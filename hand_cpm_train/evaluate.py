@@ -24,7 +24,10 @@ missed (scored below the threshold, box off, not found) and recall when boxes ar
 "precision", "recall", "ap", "recall_by_size", "recall_by_overlap", "recall_by_visibility",
 "misses", "recall_by_iou", ...}. --frame-size WxH runs a localiser checkpoint on frames letterboxed
 to another size than it was trained on: which input finds which hands. --flip-averaging runs each
-frame mirrored too, as the node's localizer_flip_averaging parameter does. --plot draws the
+frame mirrored too, as the node's localizer_flip_averaging parameter does. --fine-localizer adds
+a second pass at a larger input (an export of the same weights at a larger --frame-size, or a
+checkpoint with --fine-frame-size) whose boxes under --fine-max-height of the frame are merged in,
+as the node's fine_localizer_model parameter does. --plot draws the
 precision-recall curve, --error-sheet close-ups of the missed hands and the false boxes.
 
 A checkpoint remembers its training data: evaluating on a training directory is refused, except
@@ -46,8 +49,8 @@ from hand_cpm_ros.backends import BackendError, ModelInfo
 from hand_cpm_ros.backends.onnxruntime_backend import read_onnx_metadata
 from hand_cpm_ros.codec import HeatmapCodec
 from hand_cpm_ros.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
-from hand_cpm_ros.localizer import (DEFAULT_MAX_HANDS, DEFAULT_SCORE_THRESHOLD, LocalizerCodec,
-                                    infer_localizer_maps)
+from hand_cpm_ros.localizer import (DEFAULT_FINE_MAX_HEIGHT, DEFAULT_MAX_HANDS, DEFAULT_SCORE_THRESHOLD,
+                                    LocalizerCodec, infer_localizer_maps)
 from hand_cpm_train import data, engine, plots
 from hand_cpm_train.checkpoint import CheckpointError, checkpoint_task, load_checkpoint, load_model
 from hand_cpm_train.localizer_data import load_frame_records, split_frames
@@ -92,6 +95,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--frame-size', metavar='WxH',
                         help='localizer checkpoint (.pt): letterbox frames to this network input '
                              'instead of the trained one, e.g. 384x288 (multiples of 32)')
+    parser.add_argument('--fine-localizer', metavar='MODEL',
+                        help='localizer: a second pass at a larger input (.onnx exported with a larger '
+                             '--frame-size, e.g. models/hand_localizer_fine.onnx, or a .pt with '
+                             '--fine-frame-size) whose small boxes are merged in')
+    parser.add_argument('--fine-frame-size', metavar='WxH',
+                        help='--fine-localizer checkpoint (.pt): its network input, e.g. 448x352')
+    parser.add_argument('--fine-max-height', type=float, default=DEFAULT_FINE_MAX_HEIGHT,
+                        help='--fine-localizer: keep its boxes shorter than this share of the frame '
+                             'height (default %(default)s)')
     parser.add_argument('--batch-size', type=int, default=16)
     parser.add_argument('--workers', type=int, default=2, help='data loader processes')
     parser.add_argument('--device', default='auto', help="checkpoints: 'auto', 'cpu', 'cuda'")
@@ -193,9 +205,27 @@ def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
             raise ValueError('--per-stage is for keypoint models; this is a hand localiser')
         if not 0.0 < args.score_threshold < 1.0 or args.max_hands < 1:
             raise ValueError('--score-threshold must be in (0, 1) and --max-hands >= 1')
+        if not 0.0 < args.fine_max_height <= 1.0:
+            raise ValueError(f'--fine-max-height must be in (0, 1], got {args.fine_max_height}')
+        if args.fine_frame_size and not args.fine_localizer:
+            raise ValueError('--fine-frame-size is the input of --fine-localizer; give that too')
         frame_size = parse_frame_size(args.frame_size) if args.frame_size else None
         predict, codec, model_info, train_config = load_localizer_predictor(
             model_path, args.device, args.threads, frame_size)
+        fine = None
+        if args.fine_localizer:
+            fine_path = Path(args.fine_localizer)
+            if not fine_path.is_file():
+                raise ValueError(f'--fine-localizer {fine_path} does not exist')
+            if model_task(fine_path) != 'localizer':
+                raise ValueError(f'--fine-localizer {fine_path} is a keypoint model, not a localiser')
+            fine = engine.LocalizerPass(*load_localizer_predictor(
+                fine_path, args.device, args.threads,
+                parse_frame_size(args.fine_frame_size) if args.fine_frame_size else None)[:3])
+            if fine.codec.input_width * fine.codec.input_height <= codec.input_width * codec.input_height:
+                raise ValueError(f'--fine-localizer must see frames at a larger input than --model '
+                                 f'({codec.input_width}x{codec.input_height}), got '
+                                 f'{fine.codec.input_width}x{fine.codec.input_height}')
         records, notes = held_out_records(args.data, None, train_config, load_frame_records,
                                           split_frames)
     except (ValueError, CheckpointError, BackendError) as error:
@@ -205,16 +235,25 @@ def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
         print(f'note: {note}', file=sys.stderr)
     if args.flip_averaging:
         predict = functools.partial(infer_localizer_maps, predict, flip_averaging=True)
+        if fine is not None:
+            fine.predict = functools.partial(infer_localizer_maps, fine.predict, flip_averaging=True)
     found = engine.detect_frames(predict, records, codec, model_info, args.max_hands,
-                                 batch_size=args.batch_size, progress=args.progress)
+                                 batch_size=args.batch_size, progress=args.progress, fine=fine,
+                                 fine_max_height=args.fine_max_height)
     result = engine.localizer_summary(found, records, args.score_threshold)
     result = {'task': 'localizer', **result, 'max_hands': args.max_hands,
               'input_width': codec.input_width, 'input_height': codec.input_height,
               'flip_averaging': args.flip_averaging,
               'model': str(model_path), 'data': args.data}
+    fine_note = ''
+    if fine is not None:
+        result.update(fine_localizer=args.fine_localizer, fine_input_width=fine.codec.input_width,
+                      fine_input_height=fine.codec.input_height, fine_max_height=args.fine_max_height)
+        fine_note = (f', and {fine.codec.input_width}x{fine.codec.input_height} for boxes under '
+                     f'{args.fine_max_height} of the frame height')
     print(f'{result["n"]} frames with {result["hands"]} hands from {", ".join(args.data)}; '
           f'boxes matched at IoU {result["iou"]}; network input '
-          f'{codec.input_width}x{codec.input_height}')
+          f'{codec.input_width}x{codec.input_height}{fine_note}')
     print(f'| score threshold | precision | recall | AP | hand-free frames with a box |\n'
           f'|---:|---:|---:|---:|---:|\n'
           f'| {args.score_threshold:.2f} | {result["precision"]:.4f} | {result["recall"]:.4f} | '
@@ -349,9 +388,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f'{flag} {path} exists; pass --overwrite to replace it')
         if model_task(model_path) == 'localizer':
             return evaluate_localizer_model(args, model_path)
-        if args.frame_size:
-            raise ValueError('--frame-size is for localisers; a keypoint model sees crops of its '
-                             'trained size')
+        if args.frame_size or args.fine_localizer:
+            raise ValueError('--frame-size and --fine-localizer are for localisers; a keypoint model '
+                             'sees crops of its trained size')
         predict, codec, model_info, train_config = load_predictor(
             model_path, args.device, args.per_stage, args.threads, args.flip_averaging)
         records, notes = held_out_records(args.data, args.format, train_config)

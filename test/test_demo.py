@@ -264,6 +264,14 @@ def test_offline_builds_the_localiser_as_the_node_parameters_say():
         assert (pipeline.localizer.flip_averaging, pipeline.localizer.score_threshold) == (flip, threshold)
     with pytest.raises(demo.DemoError, match='localizer_flip_averaging takes true or false'):
         demo.offline_parameters(['localizer_flip_averaging:=2'])
+    assert demo.offline_pipeline(default_model_path(), localizer, 'onnxruntime', demo.offline_parameters([]),
+                                 False).localizer.fine_backend is None
+    fine = demo.offline_pipeline(default_model_path(), localizer, 'onnxruntime', demo.offline_parameters(
+        ['fine_localizer_model:=shipped', 'fine_localizer_max_height:=0.25']), False).localizer
+    assert (fine.fine_codec.input_width, fine.fine_codec.input_height, fine.fine_max_height) == (448, 352, 0.25)
+    with pytest.raises(demo.DemoError, match='nothing.onnx does not exist'):
+        demo.offline_pipeline(default_model_path(), localizer, 'onnxruntime',
+                              demo.offline_parameters(['fine_localizer_model:=nothing.onnx']), False)
 
 
 @pytest.mark.parametrize('param, message', [

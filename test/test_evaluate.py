@@ -218,3 +218,41 @@ def test_localizer_plot_and_error_sheet_show_the_misses_and_false_boxes(tmp_path
                          (tmp_path / 'no' / 'errors.png', 'does not exist')):
         assert evaluate.main(['--model', str(model), '--data', str(frames), '--error-sheet', str(bad)]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_a_fine_localizer_pass_is_merged_as_the_runtime_merges_it(tmp_path, capsys):
+    """The coarse test localiser answers TEST_BOXES_INPUT in 320x256 frames; a 448x352 one answers
+    the hand it misses (a 40x50 box, under 0.3 of the frame height; that input sees 320x256 frames
+    at scale 1.375 with 4 columns of padding). One frame holds that hand and TEST_BOXES_INPUT[0],
+    one frame none: the fine pass finds the missed hand and adds a false box on the empty frame."""
+    from hand_cpm_train.localizer_model import LocalizerConfig
+    coarse = build_fixed_boxes_localizer(tmp_path / 'loc.onnx')
+    missed_box = np.array([20.0, 30.0, 60.0, 80.0])
+    fine_input_box = (missed_box + 0.5) * 1.375 - 0.5 + np.array([4.0, 0.0, 4.0, 0.0])
+    fine = build_fixed_boxes_localizer(tmp_path / 'fine.onnx', fine_input_box[None], (1,),
+                                       LocalizerConfig(input_width=448, input_height=352))
+    frames = tmp_path / 'frames'
+    frames.mkdir()
+    for name, boxes in (('a', [list(TEST_BOXES_INPUT[0]), list(missed_box)]), ('b', [])):
+        cv2.imwrite(str(frames / f'{name}.png'), np.full((256, 320, 3), 80, np.uint8))
+        (frames / f'{name}.json').write_text(json.dumps(
+            {'width': 320, 'height': 256, 'hands': [{'box': box, 'is_left': 0} for box in boxes]}))
+    arguments = ['--model', str(coarse), '--data', str(frames), '--json', '--no-progress', '--max-hands', '3']
+    assert evaluate.main(arguments) == 0
+    alone = last_json(capsys.readouterr().out)
+    assert (alone['recall'], alone['precision']) == (0.5, 0.25) and 'fine_localizer' not in alone
+    assert evaluate.main([*arguments, '--fine-localizer', str(fine)]) == 0
+    output = capsys.readouterr().out
+    merged = last_json(output)
+    assert (merged['recall'], merged['precision']) == (1.0, 2 / 6)
+    assert (merged['fine_input_width'], merged['fine_input_height'], merged['fine_max_height']) == (448, 352, 0.3)
+    assert 'network input 320x256, and 448x352 for boxes under 0.3 of the frame height' in output
+    # boxes taller than --fine-max-height of the frame (50 rows of 256 is 0.195) are not the fine pass's
+    assert evaluate.main([*arguments, '--fine-localizer', str(fine), '--fine-max-height', '0.15']) == 0
+    assert last_json(capsys.readouterr().out)['recall'] == 0.5
+    for extra, message in ((['--fine-localizer', str(coarse)], 'larger input than --model'),
+                           (['--fine-localizer', str(tmp_path / 'no.onnx')], 'does not exist'),
+                           (['--fine-frame-size', '448x352'], 'give that too'),
+                           (['--fine-localizer', str(fine), '--fine-max-height', '0'], 'must be in (0, 1]')):
+        assert evaluate.main([*arguments, *extra]) == 2
+        assert message in capsys.readouterr().err

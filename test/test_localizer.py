@@ -1,13 +1,14 @@
 """Hand localiser, pure half: letterbox geometry for any image size, and the codec's encode ->
-decode round trip from boxes to maps and back to source-pixel boxes."""
+decode round trip from boxes to maps and back to source-pixel boxes, and the merge of two input
+sizes' boxes."""
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from hand_cpm_ros.geometry import apply_affine, invert_affine
-from hand_cpm_ros.localizer import (LocalizerCodec, letterbox, letterbox_affine, localizer_backend_threads,
-                                    prepare_frame)
+from hand_cpm_ros.localizer import (Detection, LocalizerCodec, letterbox, letterbox_affine,
+                                    localizer_backend_threads, merge_scales, prepare_frame)
 
 
 def _logit(p):
@@ -187,3 +188,26 @@ def test_an_onnx_localiser_gets_its_own_thread_count_others_share_the_keypoint_b
     assert localizer_backend_threads(Path('models/hand_localizer.onnx'), 1, 4) == 1
     assert localizer_backend_threads(Path('runs/loc/best.pt'), 1, 4) == 4  # torch: process-wide
     assert localizer_backend_threads(Path('loc.engine'), 1, None) is None
+
+
+def test_two_scales_merge_small_fine_boxes_into_the_coarse_ones():
+    """In a 480-row frame with fine_max_height 0.3 (144 rows): every coarse box stays, a fine box
+    counts only when shorter than 144 rows, and of two overlapping boxes the better one wins."""
+    coarse = [Detection((100, 100, 200, 260), 0.9, 'left', 0.8),      # 160 rows: large
+              Detection((400, 300, 440, 340), 0.4)]                   # small, found weakly
+    fine = [Detection((102, 98, 198, 262), 0.95),                     # the large hand again: too tall
+            Detection((401, 301, 441, 339), 0.7, 'right', 0.9),       # the small hand, surer
+            Detection((20, 20, 44, 50), 0.5),                         # a small hand only it finds
+            Detection((300, 0, 400, 143.9), 0.3)]                     # just under 144 rows
+    merged = merge_scales(coarse, fine, 480, fine_max_height=0.3, max_hands=8)
+    assert merged == [coarse[0], fine[1], fine[2], fine[3]]           # best first; coarse[1] suppressed
+    assert merge_scales(coarse, fine, 480, fine_max_height=0.3, max_hands=2) == [coarse[0], fine[1]]
+    # a taller allowance lets the fine copy of the large hand replace the coarse one (it scores more)
+    assert merge_scales(coarse, fine, 480, fine_max_height=0.5, max_hands=1) == [fine[0]]
+    assert merge_scales(coarse, [], 480) == coarse                     # no fine boxes: the coarse answer
+    assert merge_scales([], fine[1:2], 480) == fine[1:2]
+    assert merge_scales([], [], 480) == []
+    # two boxes overlapping by exactly nms_iou are two hands; by more, one
+    half = [Detection((0, 0, 20, 20), 0.8), Detection((0, 0, 20, 40), 0.7)]   # IoU 0.5
+    assert len(merge_scales(half[:1], half[1:], 480, nms_iou=0.5)) == 2
+    assert len(merge_scales(half[:1], half[1:], 480, nms_iou=0.49)) == 1

@@ -478,6 +478,15 @@ def test_missing_model_is_exit_code_2_with_one_clear_line(tmp_path):
     assert len([line for line in text.splitlines() if 'cannot start' in line]) == 1
 
 
+def test_missing_fine_localizer_is_exit_code_2_with_one_clear_line(model_path, tmp_path):
+    log = tmp_path / 'stderr.log'
+    process = start_node(model_path, log, f'fine_localizer_model:={tmp_path / "no_fine.onnx"}')
+    assert process.wait(timeout=60) == 2
+    text = log.read_text()
+    assert 'no_fine.onnx does not exist' in text and 'hand-cpm-export --frame-size' in text
+    assert 'Traceback' not in text and len([line for line in text.splitlines() if 'cannot start' in line]) == 1
+
+
 # Runs the node's main() with the executor's spin() replaced by the moment of a Ctrl-C race: the
 # context shut down (as rclpy's signal handler does from its own thread) just before the real
 # executor builds its wait set, which raises rclpy's real RCLError.
