@@ -204,6 +204,10 @@ def run(args: argparse.Namespace) -> None:
             raise CliError(f'{NO_LOCALIZER}: {localizer_path} does not exist; pass --localizer '
                            f'MODEL.onnx (hand-cpm-train --task localizer, then hand-cpm-export) '
                            f'or give the hand\'s box with --box X0,Y0,X1,Y1')
+        if args.fine_localizer is not None and \
+                args.fine_localizer.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+            raise CliError(f'--fine-localizer {args.fine_localizer} is an image or video, not a model: '
+                           f'put --fine-localizer after the inputs, or give it the model\'s path')
         if args.fine_localizer is not None and not args.fine_localizer.is_file():
             raise CliError(f'--fine-localizer {args.fine_localizer} does not exist; export the '
                            f'localiser with a larger --frame-size (hand-cpm-export)')

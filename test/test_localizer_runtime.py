@@ -274,3 +274,7 @@ def test_detect_cli_merges_a_fine_pass(tmp_path, localizer_path, capsys):
     assert '--fine-localizer' in capsys.readouterr().err
     assert main([str(image), '--model', str(model), '--box', '10,10,100,100', '--fine-localizer', str(fine)]) == 2
     assert 'drop one of the two' in capsys.readouterr().err
+    # a bare --fine-localizer (the shipped file) before the images would take the first as its model
+    assert main(['--fine-localizer', str(image), str(image), '--model', str(model), '--localizer',
+                 str(localizer_path)]) == 2
+    assert 'is an image or video, not a model: put --fine-localizer after the inputs' in capsys.readouterr().err
