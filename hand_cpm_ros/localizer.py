@@ -49,8 +49,8 @@ MIN_HANDEDNESS_SCORE = 0.75
 DEFAULT_LOCALIZER_THREADS = 1
 # A fine pass (HandLocalizer's fine_backend: the same weights exported at a larger input) adds only
 # boxes shorter than this share of the frame height: larger hands are the coarse pass's, which
-# sees them whole. Chosen on the validation frames among 0.2-0.5 (models/MODEL_CARD.md, "Input
-# size").
+# sees them whole. Chosen on the validation frames among 0.1, 0.15, 0.2, 0.3 and no limit
+# (README, "Two input sizes, merged, find more hands").
 DEFAULT_FINE_MAX_HEIGHT = 0.3
 # Boxes each pass keeps (per max_hands) before the two are merged: a frame's best hands may come
 # from either pass.
@@ -74,6 +74,22 @@ class Detection:
     handedness_score: float = 0.0
 
 
+def suppress_overlaps(boxes: np.ndarray, nms_iou: float, max_count: int) -> list[int]:
+    """Greedy non-maximum suppression of boxes (N, 4) sorted best first: the indices of those
+    overlapping no better kept box by IoU > nms_iou, at most `max_count`; empty boxes are skipped."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    overlaps = box_iou_matrix(boxes, boxes)
+    keep: list[int] = []
+    for index in range(len(boxes)):
+        if len(keep) == max_count:
+            break
+        if boxes[index, 2] <= boxes[index, 0] or boxes[index, 3] <= boxes[index, 1]:
+            continue
+        if all(overlaps[index, kept] <= nms_iou for kept in keep):
+            keep.append(index)
+    return keep
+
+
 def merge_scales(coarse: Sequence[Detection], fine: Sequence[Detection], frame_height: int,
                  fine_max_height: float = DEFAULT_FINE_MAX_HEIGHT, nms_iou: float = 0.5,
                  max_hands: int = DEFAULT_MAX_HANDS) -> list[Detection]:
@@ -82,16 +98,7 @@ def merge_scales(coarse: Sequence[Detection], fine: Sequence[Detection], frame_h
     which the larger input resolves); of boxes overlapping by IoU > nms_iou the best is kept."""
     small = [d for d in fine if d.box[3] - d.box[1] < fine_max_height * frame_height]
     candidates = sorted([*coarse, *small], key=lambda d: -d.score)
-    if not candidates:
-        return []
-    overlaps = box_iou_matrix([d.box for d in candidates], [d.box for d in candidates])
-    keep: list[int] = []
-    for index in range(len(candidates)):
-        if all(overlaps[index, kept] <= nms_iou for kept in keep):
-            keep.append(index)
-        if len(keep) == max_hands:
-            break
-    return [candidates[i] for i in keep]
+    return [candidates[i] for i in suppress_overlaps([d.box for d in candidates], nms_iou, max_hands)]
 
 
 def letterbox_affine(source_width: int, source_height: int, input_width: int,
@@ -272,17 +279,8 @@ class LocalizerCodec:
         boxes = np.array([clip_box(box, *source_size) for box in source_corners])
         scores = _sigmoid(heat[rows, cols])
         left = _sigmoid(outputs[SIDE][rows, cols])
-        keep: list[int] = []
-        overlaps = box_iou_matrix(boxes, boxes)
-        for index in range(len(boxes)):
-            if boxes[index, 2] <= boxes[index, 0] or boxes[index, 3] <= boxes[index, 1]:
-                continue
-            if all(overlaps[index, kept] <= nms_iou for kept in keep):
-                keep.append(index)
-            if len(keep) == max_hands:
-                break
         detections = []
-        for i in keep:
+        for i in suppress_overlaps(boxes, nms_iou, max_hands):
             side_score = float(max(left[i], 1.0 - left[i]))
             known = side_score >= min_handedness_score
             detections.append(Detection(
@@ -411,7 +409,8 @@ class HandLocalizer:
         self.flip_averaging, self.fine_max_height = flip_averaging, fine_max_height
 
     def describe(self) -> str:
-        """The model and its input size(s), for logs: 'loc-deep 320x256 + 448x352 for small hands'."""
+        """The model and its input size(s), for logs, e.g. 'loc-deep 320x256 + 448x352 for hands
+        under 0.3 of the frame height'."""
         text = f'{self.backend.info.variant} {self.codec.input_width}x{self.codec.input_height}'
         if self.fine_codec is not None:
             text += (f' + {self.fine_codec.input_width}x{self.fine_codec.input_height} for hands under '
