@@ -369,6 +369,16 @@ def localizer_codec(backend: Backend) -> LocalizerCodec:
     return codec
 
 
+def check_fine_codec(codec: LocalizerCodec, fine_codec: LocalizerCodec, coarse_name: str) -> None:
+    """ValueError unless a fine pass sees frames at a larger input than the pass it refines
+    (`coarse_name`, for the message)."""
+    if fine_codec.input_width * fine_codec.input_height <= codec.input_width * codec.input_height:
+        raise ValueError(f'the fine localiser pass must see frames at a larger input than {coarse_name} '
+                         f'({codec.input_width}x{codec.input_height}), got '
+                         f'{fine_codec.input_width}x{fine_codec.input_height}; export the localiser '
+                         f'again with a larger hand-cpm-export --frame-size')
+
+
 class HandLocalizer:
     """Finds hand boxes in whole camera frames with a localiser network behind `backend`.
 
@@ -387,13 +397,8 @@ class HandLocalizer:
                  fine_max_height: float = DEFAULT_FINE_MAX_HEIGHT):
         self.codec = localizer_codec(backend)
         self.fine_codec = None if fine_backend is None else localizer_codec(fine_backend)
-        if self.fine_codec is not None and \
-                self.fine_codec.input_width * self.fine_codec.input_height <= \
-                self.codec.input_width * self.codec.input_height:
-            raise ValueError(f'the fine localiser pass must see frames at a larger input than the '
-                             f'localiser ({self.codec.input_width}x{self.codec.input_height}), got '
-                             f'{self.fine_codec.input_width}x{self.fine_codec.input_height}; export '
-                             f'the localiser again with a larger hand-cpm-export --frame-size')
+        if self.fine_codec is not None:
+            check_fine_codec(self.codec, self.fine_codec, 'the localiser')
         if not 0.0 < fine_max_height <= 1.0:
             raise ValueError(f'fine_max_height must be in (0, 1], got {fine_max_height}')
         if not 0.0 < score_threshold < 1.0:

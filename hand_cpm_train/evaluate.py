@@ -50,7 +50,7 @@ from hand_cpm_ros.backends.onnxruntime_backend import read_onnx_metadata
 from hand_cpm_ros.codec import HeatmapCodec
 from hand_cpm_ros.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
 from hand_cpm_ros.localizer import (DEFAULT_FINE_MAX_HEIGHT, DEFAULT_MAX_HANDS, DEFAULT_SCORE_THRESHOLD,
-                                    LocalizerCodec, infer_localizer_maps)
+                                    LocalizerCodec, check_fine_codec, infer_localizer_maps)
 from hand_cpm_train import data, engine, plots
 from hand_cpm_train.checkpoint import CheckpointError, checkpoint_task, load_checkpoint, load_model
 from hand_cpm_train.localizer_data import load_frame_records, split_frames
@@ -222,10 +222,7 @@ def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
             fine = engine.LocalizerPass(*load_localizer_predictor(
                 fine_path, args.device, args.threads,
                 parse_frame_size(args.fine_frame_size) if args.fine_frame_size else None)[:3])
-            if fine.codec.input_width * fine.codec.input_height <= codec.input_width * codec.input_height:
-                raise ValueError(f'--fine-localizer must see frames at a larger input than --model '
-                                 f'({codec.input_width}x{codec.input_height}), got '
-                                 f'{fine.codec.input_width}x{fine.codec.input_height}')
+            check_fine_codec(codec, fine.codec, '--model')
         records, notes = held_out_records(args.data, None, train_config, load_frame_records,
                                           split_frames)
     except (ValueError, CheckpointError, BackendError) as error:
