@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from .backends import BACKEND_NAMES, BackendError, create_backend
-from .localizer import (DEFAULT_FINE_MAX_HEIGHT, DEFAULT_LOCALIZER_THREADS, DEFAULT_SCORE_THRESHOLD,
+from .localizer import (DEFAULT_FINE_MAX_HEIGHT, DEFAULT_LOCALIZER_THREADS, PIPELINE_SCORE_THRESHOLD,
                         load_localizer)
 from .pipeline import (DEFAULT_LOCALIZER_NAME, FINE_LOCALIZER_NAME, FrameResult, HandPipeline,
                        PipelineSettings, default_model_path, draw_result)
@@ -65,9 +65,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--localizer', type=Path, default=None,
                         help=f'hand localiser .onnx / .pt for finding hands without --box '
                              f'(default: {default_model_path(DEFAULT_LOCALIZER_NAME)})')
-    parser.add_argument('--localizer-threshold', type=float, default=DEFAULT_SCORE_THRESHOLD,
-                        help='hand boxes of the localiser scoring below this are ignored (with '
-                             '--fine-localizer 0.40 is best: models/MODEL_CARD.md)')
+    parser.add_argument('--localizer-threshold', type=float, default=PIPELINE_SCORE_THRESHOLD,
+                        help='hand boxes of the localiser scoring below this are not cropped (a '
+                             'box\'s hand still needs --new-hand-threshold)')
     parser.add_argument('--fine-localizer', type=Path, nargs='?', metavar='PATH',
                         const=default_model_path(FINE_LOCALIZER_NAME),
                         help=f'also run the localiser at a larger input (PATH: the localiser exported '

@@ -52,8 +52,8 @@ from visualization_msgs.msg import MarkerArray
 
 from .backends import BACKEND_NAMES, BackendError, create_backend
 from .image_conversion import ImageConversionError
-from .localizer import (DEFAULT_FINE_MAX_HEIGHT, DEFAULT_LOCALIZER_THREADS, DEFAULT_SCORE_THRESHOLD,
-                        HandLocalizer, load_localizer)
+from .localizer import (DEFAULT_FINE_MAX_HEIGHT, DEFAULT_LOCALIZER_THREADS, HandLocalizer,
+                        PIPELINE_SCORE_THRESHOLD, load_localizer)
 from .msg import HandKeypointsArray, HandRegions
 from .pipeline import (DEFAULT_LOCALIZER_NAME, MAX_LOCALIZER_INTERVAL, HandPipeline, PipelineSettings,
                        default_model_path, draw_result, fine_localizer_path)
@@ -110,8 +110,9 @@ PARAMETERS = {
                     'the shipped models/hand_localizer.onnx when present, else none (crops come '
                     'from tracking and the hand_regions topic); "none" = disabled',
         read_only=True)),
-    'localizer_threshold': (DEFAULT_SCORE_THRESHOLD, dict(
-        description='Hand boxes of the localiser scoring below this are ignored',
+    'localizer_threshold': (PIPELINE_SCORE_THRESHOLD, dict(
+        description='Hand boxes of the localiser scoring below this are not cropped; a box\'s hand '
+                    'still needs hand_threshold (its score times the mean keypoint confidence)',
         floating_point_range=_float_range(0.01, 0.99), read_only=True)),
     'threads': (0, dict(description='CPU threads of the keypoint backend; 0 = its default',
                         integer_range=_int_range(0, 64), read_only=True)),
@@ -127,7 +128,7 @@ PARAMETERS = {
     'fine_localizer_model': ('', dict(
         description='A second localiser pass at a larger input (the localiser exported with a larger '
                     '--frame-size) whose small boxes are merged in: more small, far hands found for '
-                    'about twice the localiser\'s compute; best with localizer_threshold 0.40. '
+                    'about twice the localiser\'s compute. '
                     'Empty = off; "shipped" = the shipped models/hand_localizer_fine.onnx',
         read_only=True)),
     'fine_localizer_max_height': (DEFAULT_FINE_MAX_HEIGHT, dict(

@@ -56,7 +56,7 @@ from hand_cpm_ros.backends import BackendError, create_backend
 from hand_cpm_ros.files import write_atomic
 from hand_cpm_ros.geometry import box_from_keypoints, clip_box
 from hand_cpm_ros.keypoints import NUM_KEYPOINTS
-from hand_cpm_ros.localizer import (DEFAULT_LOCALIZER_THREADS, DEFAULT_SCORE_THRESHOLD,
+from hand_cpm_ros.localizer import (DEFAULT_LOCALIZER_THREADS, PIPELINE_SCORE_THRESHOLD,
                                     load_localizer)
 from hand_cpm_ros.pipeline import DEFAULT_LOCALIZER_NAME, HandPipeline, default_model_path
 from hand_cpm_train.data import (MIN_VISIBLE, _annotation_files, _image_beside, _parse_points,
@@ -390,7 +390,7 @@ def build_pipeline(model: Path, localizer: Path, threads: int) -> tuple[HandPipe
         backend = create_backend('auto', model_path=str(model), threads=threads,
                                  logger=lambda text: None)
         # the localiser's threads as in the node
-        boxes = load_localizer(localizer, DEFAULT_SCORE_THRESHOLD, MAX_HANDS,
+        boxes = load_localizer(localizer, PIPELINE_SCORE_THRESHOLD, MAX_HANDS,
                                DEFAULT_LOCALIZER_THREADS, threads, logger=lambda text: None)
         pipeline = HandPipeline(backend, localizer=boxes, max_hands=MAX_HANDS, tracking=False)
     except (BackendError, ValueError) as error:
@@ -478,7 +478,8 @@ def run(args: argparse.Namespace) -> dict:
         'hand_cpm': {'name': f'hand_cpm_ros ({pipeline.backend.info.variant})',
                      'model': str(model), 'localizer': str(localizer), 'backend': backend,
                      'settings': {'max_hands': MAX_HANDS, 'tracking': False,
-                                  'localizer_threshold': DEFAULT_SCORE_THRESHOLD}},
+                                  'localizer_threshold': PIPELINE_SCORE_THRESHOLD,
+                                  'hand_threshold': pipeline.settings.hand_threshold}},
     }
     report = build_report(args.data, truths, {'mediapipe': mediapipe_frames,
                                               'hand_cpm': hand_cpm_frames}, descriptions)

@@ -254,9 +254,10 @@ def test_offline_finds_the_same_hands_on_every_run(tmp_path):
 
 def test_offline_builds_the_localiser_as_the_node_parameters_say():
     """The localiser's read-only node parameters reach the offline pipeline's localiser."""
+    from hand_cpm_ros.localizer import PIPELINE_SCORE_THRESHOLD
     from hand_cpm_ros.pipeline import DEFAULT_LOCALIZER_NAME, default_model_path
     localizer = default_model_path(DEFAULT_LOCALIZER_NAME)
-    for assignments, flip, threshold in (([], False, 0.35),
+    for assignments, flip, threshold in (([], False, PIPELINE_SCORE_THRESHOLD),
                                          (['localizer_flip_averaging:=true', 'localizer_threshold:=0.3'],
                                           True, 0.3)):
         pipeline = demo.offline_pipeline(default_model_path(), localizer, 'onnxruntime',

@@ -255,8 +255,8 @@ def test_a_frame_without_hands_gives_none(played):
 
 def test_the_fine_localizer_pass_finds_small_far_hands(isolated_ros_environment, tmp_path_factory):
     """fine_localizer_model:=shipped over DDS: in held-out frames 44, 74 and 195 (seed 12), hands of
-    7-11% of the frame height, the shipped localiser alone misses a hand at the threshold advised
-    with the fine pass (test_localizer_runtime). With the fine pass the node reports every hand,
+    7-11% of the frame height, the shipped localiser alone misses a hand at 0.40, the threshold the
+    fine pass was judged at alone (test_localizer_runtime). With the fine pass the node reports every hand,
     where its rendered hand is."""
     shipped_model(FINE_LOCALIZER_NAME)
     with node_with_default_models(tmp_path_factory, 'hand_cpm_fine_pass_test_client',
