@@ -437,25 +437,16 @@ class HandPipeline:
         frame_time = time.monotonic() if stamp is None else stamp
 
         proposals = self.proposals(image_bgr, rois, settings, result, frame_time)
-        size = self.backend.info.input_size
-        crops, to_source = [], []
-        for proposal in proposals:
-            cx, cy, side = square_crop(proposal.box, settings.crop_margin)
-            crops.append(warp_crop(image_bgr, source_to_crop_affine(cx, cy, side, size), size))
-            to_source.append(crop_to_source_affine(cx, cy, side, size))
+        crops, to_source = self._crops(image_bgr, [proposal.box for proposal in proposals],
+                                       settings.crop_margin)
         result.num_crops = len(crops)
         timings['crop'] = 1e3 * (time.perf_counter() - started)
 
         found: list[_Found] = []
-        if crops:
+        if len(crops):
             mark = time.perf_counter()
-            maps, left = self.backend.infer_with_handedness(
-                normalize_crops(np.stack(crops), self.backend.info), settings.flip_averaging)
+            maps, left = self._infer(crops, settings.flip_averaging)
             timings['infer'] = 1e3 * (time.perf_counter() - mark)
-            expected = (len(crops), self.backend.info.num_maps) + (size // self.codec.stride,) * 2
-            if maps.shape != expected:
-                raise ValueError(f'backend returned belief maps of shape {maps.shape}, expected '
-                                 f'{expected}: the model does not match its metadata')
             mark = time.perf_counter()
             finite = np.isfinite(maps).reshape(len(maps), -1).all(axis=1)
             result.dropped['non_finite_maps'] += int(np.count_nonzero(~finite))
@@ -512,6 +503,44 @@ class HandPipeline:
         timings['total'] = 1e3 * (time.perf_counter() - started)
         self.dropped_total.update(result.dropped)
         return result
+
+    def box_confidences(self, image_bgr: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
+        """(N,) the mean keypoint confidence of the crop around each box (source pixels), cropped
+        and run as process() does, in one batched call: how sure the keypoint network is that the
+        box holds a hand, the factor a localiser box's score is multiplied by to score its hand
+        (hand-cpm-eval --keypoint-check). 0 where the network gives non-finite maps."""
+        check_image(image_bgr)
+        if not len(boxes):
+            return np.zeros(0)
+        crops, to_source = self._crops(image_bgr, boxes, self.settings.crop_margin)
+        maps, _ = self._infer(crops, self.settings.flip_averaging)
+        finite = np.isfinite(maps).reshape(len(maps), -1).all(axis=1)
+        _, scores = self.codec.decode_batch(np.where(finite[:, None, None, None], maps, 0.0), to_source)
+        return np.where(finite, scores.mean(axis=1), 0.0)
+
+    def _crops(self, image_bgr: np.ndarray, boxes: Sequence[Box],
+               margin: float) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The (N, S, S, 3) square crops around `boxes` with `margin`, and each crop's
+        crop-to-source affine."""
+        size = self.backend.info.input_size
+        crops, to_source = [], []
+        for box in boxes:
+            cx, cy, side = square_crop(box, margin)
+            crops.append(warp_crop(image_bgr, source_to_crop_affine(cx, cy, side, size), size))
+            to_source.append(crop_to_source_affine(cx, cy, side, size))
+        return np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8), to_source
+
+    def _infer(self, crops: np.ndarray, flip_averaging: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Belief maps and P(left) (None without a handedness output) of one batched backend
+        call; ValueError when the maps do not have the shape the model's metadata promise."""
+        maps, left = self.backend.infer_with_handedness(normalize_crops(crops, self.backend.info),
+                                                        flip_averaging)
+        size = self.backend.info.input_size
+        expected = (len(crops), self.backend.info.num_maps) + (size // self.codec.stride,) * 2
+        if maps.shape != expected:
+            raise ValueError(f'backend returned belief maps of shape {maps.shape}, expected '
+                             f'{expected}: the model does not match its metadata')
+        return maps, left
 
     @staticmethod
     def _hand_box(keypoints: np.ndarray, scores: np.ndarray, fallback: Box,

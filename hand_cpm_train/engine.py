@@ -287,6 +287,19 @@ def detect_frames(predict: Callable[[np.ndarray], np.ndarray], records: Sequence
     return found
 
 
+def checked_by_keypoints(found: FrameDetections, records: Sequence[FrameRecord],
+                         box_confidences: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                         progress: bool = False) -> FrameDetections:
+    """`found` (on `records`, the same frames in order) with each box's score multiplied by
+    box_confidences(frame, boxes), the keypoint network's mean confidence on the box's crop
+    (HandPipeline.box_confidences): a box scored as the node scores the hand found in it."""
+    scores = [score * box_confidences(read_image(record.image_path), boxes) if len(boxes) else score
+              for record, boxes, score in tqdm(zip(records, found.boxes, found.scores), total=len(records),
+                                               desc='keypoint check', disable=not progress,
+                                               dynamic_ncols=True, leave=False)]
+    return FrameDetections(found.boxes, scores, found.frame_heights)
+
+
 def localizer_summary(found: FrameDetections, records: Sequence[FrameRecord], score_threshold: float,
                       iou_threshold: float = 0.5) -> dict:
     """Box metrics of `found` on `records` (the same frames, in order), matched at `iou_threshold`.

@@ -27,7 +27,10 @@ to another size than it was trained on: which input finds which hands. --flip-av
 frame mirrored too, as the node's localizer_flip_averaging parameter does. --fine-localizer adds
 a second pass at a larger input (an export of the same weights at a larger --frame-size, or a
 checkpoint with --fine-frame-size) whose boxes under --fine-max-height of the frame are merged in,
-as the node's fine_localizer_model parameter does. --plot draws the
+as the node's fine_localizer_model parameter does. --keypoint-check MODEL multiplies each box's
+score by the mean keypoint confidence that keypoint model gives its crop, as the node scores the
+hand found in a localiser box: the localisation the node does (judge it at the node's
+hand_threshold or new_hand_threshold, e.g. --score-threshold 0.25). --plot draws the
 precision-recall curve, --error-sheet close-ups of the missed hands and the false boxes.
 
 A checkpoint remembers its training data: evaluating on a training directory is refused, except
@@ -45,12 +48,13 @@ import numpy as np
 import torch
 
 from hand_cpm_ros import drawing, metrics
-from hand_cpm_ros.backends import BackendError, ModelInfo
+from hand_cpm_ros.backends import BackendError, ModelInfo, create_backend
 from hand_cpm_ros.backends.onnxruntime_backend import read_onnx_metadata
 from hand_cpm_ros.codec import HeatmapCodec
 from hand_cpm_ros.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
 from hand_cpm_ros.localizer import (DEFAULT_FINE_MAX_HEIGHT, DEFAULT_MAX_HANDS, DEFAULT_SCORE_THRESHOLD,
                                     LocalizerCodec, check_fine_codec, infer_localizer_maps)
+from hand_cpm_ros.pipeline import HandPipeline
 from hand_cpm_train import data, engine, plots
 from hand_cpm_train.checkpoint import CheckpointError, checkpoint_task, load_checkpoint, load_model
 from hand_cpm_train.localizer_data import load_frame_records, split_frames
@@ -104,6 +108,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--fine-max-height', type=float, default=DEFAULT_FINE_MAX_HEIGHT,
                         help='--fine-localizer: keep its boxes shorter than this share of the frame '
                              'height (default %(default)s)')
+    parser.add_argument('--keypoint-check', metavar='MODEL',
+                        help='localizer: multiply each box\'s score by the mean keypoint confidence '
+                             'of its crop under this keypoint model (.onnx / .pt, e.g. '
+                             'models/hand_cpm.onnx), as the node scores a hand')
     parser.add_argument('--batch-size', type=int, default=16)
     parser.add_argument('--workers', type=int, default=2, help='data loader processes')
     parser.add_argument('--device', default='auto', help="checkpoints: 'auto', 'cpu', 'cuda'")
@@ -198,6 +206,18 @@ def load_localizer_predictor(path: Path, device_name: str, threads: int | None,
     return backend.infer, LocalizerCodec.from_dict(backend.info.codec), backend.info, None
 
 
+def keypoint_checker(path: Path, threads: int | None) -> HandPipeline:
+    """The node's HandPipeline around the keypoint model at `path` (its box_confidences check the
+    localiser's boxes); ValueError when it is missing or a localiser."""
+    if not path.is_file():
+        raise ValueError(f'--keypoint-check {path} does not exist')
+    if model_task(path) != 'keypoints':
+        raise ValueError(f'--keypoint-check {path} is a hand localiser; give a keypoint model '
+                         f'(models/hand_cpm.onnx)')
+    return HandPipeline(create_backend('auto', model_path=str(path), threads=threads,
+                                       logger=lambda text: None))
+
+
 def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
     """hand-cpm-eval for a localiser: box precision / recall / AP on held-out frames."""
     try:
@@ -223,6 +243,8 @@ def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
                 fine_path, args.device, args.threads,
                 parse_frame_size(args.fine_frame_size) if args.fine_frame_size else None)[:3])
             check_fine_codec(codec, fine.codec, '--model')
+        checker = None if args.keypoint_check is None else keypoint_checker(Path(args.keypoint_check),
+                                                                            args.threads)
         records, notes = held_out_records(args.data, None, train_config, load_frame_records,
                                           split_frames)
     except (ValueError, CheckpointError, BackendError) as error:
@@ -237,6 +259,8 @@ def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
     found = engine.detect_frames(predict, records, codec, model_info, args.max_hands,
                                  batch_size=args.batch_size, progress=args.progress, fine=fine,
                                  fine_max_height=args.fine_max_height)
+    if checker is not None:
+        found = engine.checked_by_keypoints(found, records, checker.box_confidences, args.progress)
     result = engine.localizer_summary(found, records, args.score_threshold)
     result = {'task': 'localizer', **result, 'max_hands': args.max_hands,
               'input_width': codec.input_width, 'input_height': codec.input_height,
@@ -248,6 +272,9 @@ def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
                       fine_input_height=fine.codec.input_height, fine_max_height=args.fine_max_height)
         fine_note = (f', and {fine.codec.input_width}x{fine.codec.input_height} for boxes under '
                      f'{args.fine_max_height} of the frame height')
+    if checker is not None:
+        result['keypoint_check'] = args.keypoint_check
+        fine_note += f'; scores times the mean keypoint confidence of {args.keypoint_check}'
     print(f'{result["n"]} frames with {result["hands"]} hands from {", ".join(args.data)}; '
           f'boxes matched at IoU {result["iou"]}; network input '
           f'{codec.input_width}x{codec.input_height}{fine_note}')
@@ -385,9 +412,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f'{flag} {path} exists; pass --overwrite to replace it')
         if model_task(model_path) == 'localizer':
             return evaluate_localizer_model(args, model_path)
-        if args.frame_size or args.fine_localizer:
-            raise ValueError('--frame-size and --fine-localizer are for localisers; a keypoint model '
-                             'sees crops of its trained size')
+        if args.frame_size or args.fine_localizer or args.keypoint_check:
+            raise ValueError('--frame-size, --fine-localizer and --keypoint-check are for localisers; '
+                             'a keypoint model sees crops of its trained size')
         predict, codec, model_info, train_config = load_predictor(
             model_path, args.device, args.per_stage, args.threads, args.flip_averaging)
         records, notes = held_out_records(args.data, args.format, train_config)

@@ -17,6 +17,7 @@ from hand_cpm_train.models import build_model, get_config
 
 sys.path.insert(0, str(Path(__file__).parent / 'fixtures'))
 from fixed_boxes_localizer import TEST_BOXES_INPUT, build_fixed_boxes_localizer  # noqa: E402
+from fixed_peaks_model import build_fixed_peaks_model  # noqa: E402
 
 SUMMARY_KEYS = {'n', 'pck@0.05', 'pck@0.1', 'pck@0.2', 'auc', 'epe_px'}
 
@@ -256,3 +257,35 @@ def test_a_fine_localizer_pass_is_merged_as_the_runtime_merges_it(tmp_path, caps
                            (['--fine-localizer', str(fine), '--fine-max-height', '0'], 'must be in (0, 1]')):
         assert evaluate.main([*arguments, *extra]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_the_keypoint_check_scores_boxes_as_the_node_scores_their_hands(tmp_path, capsys):
+    """--keypoint-check: each box's score times the mean keypoint confidence of its crop. The test
+    keypoint model is sure of every crop (peaks of 1) except an all-black one (NaN maps: confidence
+    0). One frame holds the hand of TEST_BOXES_INPUT[0]; the test localiser's second box lies on
+    a black patch: alone it is a false box, checked it scores 0."""
+    frames = tmp_path / 'frames'
+    frames.mkdir()
+    image = np.full((256, 320, 3), 80, np.uint8)
+    image[85:195, 140:250] = 0  # all of the second box's crop (square, margin 0.25) is black
+    cv2.imwrite(str(frames / 'a.png'), image)
+    (frames / 'a.json').write_text(json.dumps(
+        {'width': 320, 'height': 256, 'hands': [{'box': list(TEST_BOXES_INPUT[0]), 'is_left': 0}]}))
+    localizer = build_fixed_boxes_localizer(tmp_path / 'loc.onnx')
+    keypoints = build_fixed_peaks_model(tmp_path / 'cpm.onnx')
+    arguments = ['--model', str(localizer), '--data', str(frames), '--json', '--no-progress',
+                 '--score-threshold', '0.3']
+    assert evaluate.main(arguments) == 0
+    alone = last_json(capsys.readouterr().out)
+    assert (alone['recall'], alone['precision']) == (1.0, 0.5) and 'keypoint_check' not in alone
+    assert evaluate.main([*arguments, '--keypoint-check', str(keypoints)]) == 0
+    output = capsys.readouterr().out
+    checked = last_json(output)
+    assert (checked['recall'], checked['precision'], checked['keypoint_check']) == (1.0, 1.0, str(keypoints))
+    assert f'scores times the mean keypoint confidence of {keypoints}' in output
+    for extra, message in ((['--keypoint-check', str(tmp_path / 'no.onnx')], 'does not exist'),
+                           (['--keypoint-check', str(localizer)], 'is a hand localiser')):
+        assert evaluate.main([*arguments, *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert evaluate.main(['--model', str(keypoints), '--data', str(frames), '--keypoint-check', str(keypoints)]) == 2
+    assert '--keypoint-check are for localisers' in capsys.readouterr().err

@@ -389,3 +389,16 @@ def test_random_weight_light_variant_runs_end_to_end(tmp_path):
         assert hand.keypoints.shape == (21, 2) and np.isfinite(hand.keypoints).all()
         assert hand.maps.shape == (22, 12, 12)
         assert ((hand.scores >= 0) & (hand.scores <= 1)).all()
+
+
+def test_box_confidences_are_the_factor_of_a_hands_score(backend):
+    """The mean keypoint confidence of each box's crop, as process() scores the hand found in it:
+    the test model's peaks on a grey crop, 0 on an all-black one (its maps are NaN)."""
+    image = grey()
+    image[:240, :320] = 0
+    pipeline = HandPipeline(backend)
+    (hand,) = pipeline.process(image, rois=[(400.0, 300.0, 500.0, 400.0)]).hands
+    confidences = pipeline.box_confidences(image, [(400.0, 300.0, 500.0, 400.0), (100.0, 80.0, 160.0, 140.0)])
+    assert confidences[0] == pytest.approx(hand.score) and confidences[0] > 0.9  # an ROI's evidence is 1
+    assert confidences[1] == 0.0
+    assert pipeline.box_confidences(image, []).shape == (0,)
