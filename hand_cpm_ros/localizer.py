@@ -31,10 +31,11 @@ from hand_cpm_ros.geometry import apply_affine, box_iou_matrix, clip_box, invert
 
 NUM_OUTPUTS = 6
 HEAT, SIZE, OFFSET, SIDE = 0, slice(1, 3), slice(3, 5), 5
-# The deployed operating point, where evaluation reports precision and recall: of the thresholds
-# near the best validation F1 of the shipped localiser (hand-cpm-eval's sweep: 0.66-0.68 at
-# 0.25-0.40), the one that in the tracking pipeline found as many hands with fewer false ones
-# (models/MODEL_CARD.md, "Why 0.35").
+# The localiser's own operating point, where evaluation reports precision and recall
+# (hand-cpm-eval, validation during training): of the thresholds near the best validation F1 of
+# the shipped localiser (hand-cpm-eval's sweep: 0.66-0.68 at 0.25-0.40), the one that in the
+# tracking pipeline found as many hands with fewer false ones (models/MODEL_CARD.md, "Why 0.35").
+# The node used it until session 47; it now uses PIPELINE_SCORE_THRESHOLD.
 DEFAULT_SCORE_THRESHOLD = 0.35
 # The threshold where the keypoint network checks each box: the node's and hand-cpm-detect's
 # pipeline. There a hand scores its mean keypoint confidence times its box's score and needs
