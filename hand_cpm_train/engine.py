@@ -262,11 +262,15 @@ class LocalizerPass:
 def detect_frames(predict: Callable[[np.ndarray], np.ndarray], records: Sequence[FrameRecord],
                   codec: LocalizerCodec, model_info: ModelInfo, max_hands: int = 2, batch_size: int = 8,
                   progress: bool = False, fine: LocalizerPass | None = None,
-                  fine_max_height: float = DEFAULT_FINE_MAX_HEIGHT) -> FrameDetections:
+                  fine_max_height: float = DEFAULT_FINE_MAX_HEIGHT,
+                  box_confidences: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+                  ) -> FrameDetections:
     """Every frame letterboxed, run through `predict`, decoded into source pixels: at most
     `max_hands` boxes scoring at least 0.05 per frame (the low end of the precision-recall curve).
     With `fine`, a second pass at a larger input, merged as the runtime merges it
-    (hand_cpm_ros.localizer.merge_scales)."""
+    (hand_cpm_ros.localizer.merge_scales). With `box_confidences` (HandPipeline.box_confidences:
+    the keypoint network's mean confidence on each box's crop), each score is multiplied by it, as
+    the node scores the hand found in a box."""
     if not records:
         raise ValueError('the localiser evaluation got no frames')
     coarse = LocalizerPass(predict, codec, model_info)
@@ -281,23 +285,14 @@ def detect_frames(predict: Callable[[np.ndarray], np.ndarray], records: Sequence
                          for image, hands, fine_hands in zip(images, per_frame,
                                                              fine.decode_frames(images, candidates))]
         for image, hands in zip(images, per_frame):
-            found.boxes.append(np.array([d.box for d in hands], np.float64).reshape(-1, 4))
-            found.scores.append(np.array([d.score for d in hands], np.float64))
+            boxes = np.array([d.box for d in hands], np.float64).reshape(-1, 4)
+            scores = np.array([d.score for d in hands], np.float64)
+            if box_confidences is not None and len(boxes):
+                scores = scores * box_confidences(image, boxes)
+            found.boxes.append(boxes)
+            found.scores.append(scores)
             found.frame_heights.append(image.shape[0])
     return found
-
-
-def checked_by_keypoints(found: FrameDetections, records: Sequence[FrameRecord],
-                         box_confidences: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                         progress: bool = False) -> FrameDetections:
-    """`found` (on `records`, the same frames in order) with each box's score multiplied by
-    box_confidences(frame, boxes), the keypoint network's mean confidence on the box's crop
-    (HandPipeline.box_confidences): a box scored as the node scores the hand found in it."""
-    scores = [score * box_confidences(read_image(record.image_path), boxes) if len(boxes) else score
-              for record, boxes, score in tqdm(zip(records, found.boxes, found.scores), total=len(records),
-                                               desc='keypoint check', disable=not progress,
-                                               dynamic_ncols=True, leave=False)]
-    return FrameDetections(found.boxes, scores, found.frame_heights)
 
 
 def localizer_summary(found: FrameDetections, records: Sequence[FrameRecord], score_threshold: float,

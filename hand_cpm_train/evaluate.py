@@ -258,9 +258,8 @@ def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
             fine.predict = functools.partial(infer_localizer_maps, fine.predict, flip_averaging=True)
     found = engine.detect_frames(predict, records, codec, model_info, args.max_hands,
                                  batch_size=args.batch_size, progress=args.progress, fine=fine,
-                                 fine_max_height=args.fine_max_height)
-    if checker is not None:
-        found = engine.checked_by_keypoints(found, records, checker.box_confidences, args.progress)
+                                 fine_max_height=args.fine_max_height,
+                                 box_confidences=None if checker is None else checker.box_confidences)
     result = engine.localizer_summary(found, records, args.score_threshold)
     result = {'task': 'localizer', **result, 'max_hands': args.max_hands,
               'input_width': codec.input_width, 'input_height': codec.input_height,
