@@ -59,7 +59,7 @@ DEFAULT_LOCALIZER_THREADS = 1
 # A fine pass (HandLocalizer's fine_backend: the same weights exported at a larger input) adds only
 # boxes shorter than this share of the frame height: larger hands are the coarse pass's, which
 # sees them whole. Chosen on the validation frames among 0.1, 0.15, 0.2, 0.3 and no limit
-# (README, "Two input sizes, merged, find more hands").
+# (docs/training_history.md, "Two input sizes, merged, find more hands").
 DEFAULT_FINE_MAX_HEIGHT = 0.3
 # Boxes each pass keeps (per max_hands) before the two are merged: a frame's best hands may come
 # from either pass.

@@ -244,8 +244,8 @@ def test_qualifying_hands_are_found_with_keypoints_close_to_the_truth(played):
 
 
 def test_a_frame_without_hands_gives_none(played):
-    # the shipped localiser still puts a box on 2 of the 51 held-out hand-free frames (README
-    # "Models"), but not on this one, which has skin-coloured distractors and arms
+    # the shipped localiser alone still puts a box on 4 of the 51 held-out hand-free frames at 0.35
+    # (models/MODEL_CARD.md), but not on this one, which has skin-coloured distractors and arms
     frames, _ = played
     (frame,) = [frame for frame in frames if frame.index == HANDLESS_FRAME]
     params = frame.scene.params
