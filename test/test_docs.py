@@ -37,3 +37,24 @@ def test_the_readme_has_a_contents_line_naming_every_section():
     sections = re.findall(r'^## (.+)$', text, flags=re.MULTILINE)
     contents = next(line for line in text.splitlines() if line.startswith('Contents: '))
     assert re.findall(r'\[([^\]]+)\]\(#', contents) == sections
+
+
+def test_the_readme_lists_every_node_parameter_with_its_default():
+    import yaml
+
+    parameters = yaml.safe_load((ROOT / 'config' / 'hand.yaml').read_text())['/**']['ros__parameters']
+    text = (ROOT / 'README.md').read_text(encoding='utf-8')
+    table = text[text.index('| parameter | default | what it does |'):].split('\n\n')[0]
+    rows = dict(re.findall(r'^\| `(\w+)`(?: \(at start\))? \| `([^`]*)` \|', table, flags=re.MULTILINE))
+    expected = {name: ("''" if value == '' else str(value).lower() if isinstance(value, bool) else str(value))
+                for name, value in parameters.items()}
+    assert rows == expected
+
+
+def test_the_readme_marks_the_parameters_read_only_at_start_as_the_node_declares_them():
+    from hand_cpm_ros.node import PARAMETERS
+
+    text = (ROOT / 'README.md').read_text(encoding='utf-8')
+    table = text[text.index('| parameter | default | what it does |'):].split('\n\n')[0]
+    marked = set(re.findall(r'^\| `(\w+)` \(at start\) \|', table, flags=re.MULTILINE))
+    assert marked == {name for name, (_, fields) in PARAMETERS.items() if fields.get('read_only')}
