@@ -93,7 +93,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                              'average the two answers, as the node\'s flip_averaging and '
                              'localizer_flip_averaging parameters do')
     parser.add_argument('--score-threshold', type=float, default=DEFAULT_SCORE_THRESHOLD,
-                        help='localizer: the deployed hand score threshold for precision / recall')
+                        help='localizer: the score threshold for precision / recall (default %(default)s, the '
+                             'localiser\'s own operating point; the node crops boxes from 0.2)')
     parser.add_argument('--max-hands', type=int, default=DEFAULT_MAX_HANDS,
                         help='localizer: at most this many boxes per frame, as the node')
     parser.add_argument('--frame-size', metavar='WxH',
