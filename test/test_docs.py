@@ -58,3 +58,11 @@ def test_the_readme_marks_the_parameters_read_only_at_start_as_the_node_declares
     table = text[text.index('| parameter | default | what it does |'):].split('\n\n')[0]
     marked = set(re.findall(r'^\| `(\w+)` \(at start\) \|', table, flags=re.MULTILINE))
     assert marked == {name for name, (_, fields) in PARAMETERS.items() if fields.get('read_only')}
+
+
+def test_the_readme_names_every_command_the_package_installs():
+    commands = re.findall(r"'([\w-]+) = [\w.]+:main'", (ROOT / 'setup.py').read_text())
+    listing = (ROOT / 'README.md').read_text(encoding='utf-8').split('every\ncommand lives in `.venv/bin`:')[1]
+    listing = listing.split('Each has `--help`')[0]
+    assert len(commands) > 10
+    assert sorted(re.findall(r'`([\w-]+)`', listing)) == sorted(commands)
