@@ -44,6 +44,7 @@ setup(
         'hand-cpm-plot-runs = hand_cpm_train.run_history:main',
         'hand-cpm-benchmark = hand_cpm_train.benchmark:main',
         'hand-cpm-compare-mediapipe = hand_cpm_train.compare_mediapipe:main',
+        'hand-cpm-mediapipe-labels = hand_cpm_train.mediapipe_labels:main',
         'hand-cpm-quantize = hand_cpm_train.quantize:main',
         'hand-cpm-build-engine = hand_cpm_ros.tensorrt_build:main',
     ]},

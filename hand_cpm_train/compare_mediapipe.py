@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -272,7 +273,7 @@ def find_worker() -> Path:
 
 
 def _say(text: str) -> None:
-    print(f'hand-cpm-compare-mediapipe: {text}', file=sys.stderr, flush=True)
+    print(f'{Path(sys.argv[0]).name}: {text}', file=sys.stderr, flush=True)
 
 
 def ensure_mediapipe_venv(venv: Path) -> Path:
@@ -317,11 +318,8 @@ def _worker_record(line: str) -> dict | None:
     return record
 
 
-def _predicted_frame(record: dict, truth: TrueFrame) -> PredictedFrame:
-    """A worker record as a PredictedFrame; CompareError unless it answers for `truth.image`."""
-    if record.get('image') != str(truth.image):
-        raise CompareError(f'the MediaPipe worker answered for {record.get("image")}, expected '
-                           f'{truth.image}')
+def _predicted_frame(record: dict) -> PredictedFrame:
+    """A worker record as a PredictedFrame; CompareError if it is malformed."""
     try:
         hands = record['hands']
         return PredictedFrame(
@@ -330,7 +328,7 @@ def _predicted_frame(record: dict, truth: TrueFrame) -> PredictedFrame:
             np.array([hand['score'] for hand in hands], np.float64),
             tuple(hand['handedness'] for hand in hands), float(record['ms']))
     except (KeyError, TypeError, ValueError) as error:
-        raise CompareError(f'the MediaPipe worker\'s record for {truth.image} is malformed: '
+        raise CompareError(f'the MediaPipe worker\'s record for {record.get("image")} is malformed: '
                            f'{type(error).__name__}: {error}') from error
 
 
@@ -341,39 +339,43 @@ def _last_line(stream) -> str:
     return lines[-1] if lines else 'no error output'
 
 
-def run_mediapipe(python: Path, worker: Path, truths: list[TrueFrame], threads: int,
-                  progress: bool = True) -> tuple[dict, list[PredictedFrame]]:
-    """({'mediapipe': version, 'settings': ...} of the worker, one PredictedFrame per frame)."""
+def run_mediapipe(python: Path, worker: Path, images: Sequence[Path], threads: int,
+                  progress: bool = True, max_hands: int = MAX_HANDS) -> tuple[dict, list[dict]]:
+    """({'mediapipe': version, 'settings': ...} of the worker, its record for each image in
+    order); CompareError if the worker fails or answers for another image."""
     from tqdm import tqdm
 
-    command = [str(python), str(worker), '--threads', str(threads), '--max-hands', str(MAX_HANDS),
+    command = [str(python), str(worker), '--threads', str(threads), '--max-hands', str(max_hands),
                '--warmup', str(WARMUP)]
-    predictions: list[PredictedFrame] = []
+    records: list[dict] = []
     with tempfile.TemporaryFile('w+') as errors, \
-            tqdm(total=len(truths), desc='MediaPipe Hands', unit='frame', file=sys.stderr,
+            tqdm(total=len(images), desc='MediaPipe Hands', unit='frame', file=sys.stderr,
                  disable=not progress) as bar:
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=errors, text=True, env={**os.environ, **MEDIAPIPE_QUIET})
         try:
             # The worker reads all of stdin before it writes, so this cannot deadlock.
-            process.stdin.write(''.join(f'{truth.image}\n' for truth in truths))
+            process.stdin.write(''.join(f'{image}\n' for image in images))
             process.stdin.close()
             header = _worker_record(process.stdout.readline())
-            for truth in truths:
+            for image in images:
                 record = _worker_record(process.stdout.readline())
                 if record is None:
                     break
-                predictions.append(_predicted_frame(record, truth))
+                if record.get('image') != str(image):
+                    raise CompareError(f'the MediaPipe worker answered for {record.get("image")}, '
+                                       f'expected {image}')
+                records.append(record)
                 bar.update()
         except BaseException:
             process.kill()
             raise
         finally:
             returncode = process.wait()
-        if returncode != 0 or header is None or len(predictions) != len(truths):
+        if returncode != 0 or header is None or len(records) != len(images):
             raise CompareError(f'the MediaPipe worker failed (exit {returncode}, '
-                               f'{len(predictions)} of {len(truths)} frames): {_last_line(errors)}')
-    return header, predictions
+                               f'{len(records)} of {len(images)} frames): {_last_line(errors)}')
+    return header, records
 
 
 # ------------------------------------------------------------------------------ this package
@@ -470,7 +472,9 @@ def run(args: argparse.Namespace) -> dict:
     localizer = args.localizer or default_model_path(DEFAULT_LOCALIZER_NAME)
     pipeline, backend = build_pipeline(model, localizer, args.threads)
     python = ensure_mediapipe_venv(args.mediapipe_venv or worker.parents[1] / DEFAULT_VENV_NAME)
-    header, mediapipe_frames = run_mediapipe(python, worker, truths, args.threads, args.progress)
+    header, records = run_mediapipe(python, worker, [truth.image for truth in truths], args.threads,
+                                    args.progress)
+    mediapipe_frames = [_predicted_frame(record) for record in records]
     hand_cpm_frames = run_hand_cpm(pipeline, truths, args.progress)
     descriptions = {
         'mediapipe': {'name': f'MediaPipe Hands {header["mediapipe"]}',

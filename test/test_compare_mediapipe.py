@@ -213,20 +213,39 @@ def test_a_failing_worker_is_one_clear_error(tmp_path):
     assert worker.relative_to(worker.parents[1]) == WORKER
     with pytest.raises(CompareError, match=r"worker failed \(exit 1, 0 of 2 frames\): "
                                            r".*No module named 'mediapipe'"):
-        run_mediapipe(Path(sys.executable), worker, load_true_frames(tmp_path), 1, progress=False)
+        run_mediapipe(Path(sys.executable), worker, [frame.image for frame in load_true_frames(tmp_path)], 1,
+                      progress=False)
 
 
-def test_worker_records_for_the_wrong_image_or_malformed_are_refused():
-    frame = truth([GRID], name='/data/a.jpg')
+def test_malformed_worker_records_are_refused():
     good = {'image': '/data/a.jpg', 'ms': 12.5,
             'hands': [{'keypoints': (GRID + 1).tolist(), 'handedness': 'left', 'score': 0.9}]}
-    parsed = _predicted_frame(good, frame)
+    parsed = _predicted_frame(good)
     np.testing.assert_allclose(parsed.keypoints[0], GRID + 1)
     assert parsed.handedness == ('left',) and parsed.ms == 12.5 and parsed.scores.tolist() == [0.9]
-    with pytest.raises(CompareError, match='answered for /data/b.jpg, expected /data/a.jpg'):
-        _predicted_frame({**good, 'image': '/data/b.jpg'}, frame)
     with pytest.raises(CompareError, match="record for /data/a.jpg is malformed: KeyError: 'ms'"):
-        _predicted_frame({key: value for key, value in good.items() if key != 'ms'}, frame)
+        _predicted_frame({key: value for key, value in good.items() if key != 'ms'})
+
+
+def fake_worker(tmp_path, answers):
+    """A stand-in for scripts/mediapipe_hands_worker.py (MediaPipe is not installed in the test
+    environment) that prints a header and then the given image names' records."""
+    script = tmp_path / 'fake_worker.py'
+    lines = [json.dumps({'mediapipe': 'fake', 'settings': {}})] + [
+        json.dumps({'image': name, 'width': 4, 'height': 3, 'ms': 1.0, 'hands': []}) for name in answers]
+    script.write_text('import sys\nsys.stdin.read()\n' + ''.join(f'print({line!r})\n' for line in lines))
+    return script
+
+
+def test_the_worker_records_come_back_in_order_and_must_answer_for_each_image(tmp_path):
+    images = [tmp_path / 'a.jpg', tmp_path / 'b.jpg']
+    header, records = run_mediapipe(Path(sys.executable), fake_worker(tmp_path, map(str, images)),
+                                    images, 1, progress=False)
+    assert header['mediapipe'] == 'fake'
+    assert [record['image'] for record in records] == [str(image) for image in images]
+    swapped = fake_worker(tmp_path, [str(images[1]), str(images[0])])
+    with pytest.raises(CompareError, match=f'answered for {images[1]}, expected {images[0]}'):
+        run_mediapipe(Path(sys.executable), swapped, images, 1, progress=False)
 
 
 def test_a_failing_pip_names_the_command_to_run_by_hand(capfd, tmp_path):
