@@ -43,6 +43,8 @@ class AugmentConfig:
     gamma_max: float = 1.6
     channel_swap_prob: float = 0.1
     grey_prob: float = 0.1
+    random_conv_prob: float = 0.0         # a random convolution restyles the crop (off: not shipped)
+    random_conv_max_kernel: int = 7       # odd kernel sides 1..this
     blur_prob: float = 0.3                # gaussian or motion blur, half each
     blur_max_sigma: float = 2.0
     motion_blur_max_length: int = 9
@@ -71,6 +73,8 @@ class AugmentConfig:
                              f'{self.gamma_max}')
         if not 1 <= self.jpeg_quality_min <= self.jpeg_quality_max <= 100:
             raise ValueError('need 1 <= jpeg_quality_min <= jpeg_quality_max <= 100')
+        if self.random_conv_max_kernel < 1 or self.random_conv_max_kernel % 2 == 0:
+            raise ValueError(f'random_conv_max_kernel must be odd and >= 1, got {self.random_conv_max_kernel}')
         for field in fields(self):
             if field.name.endswith('_prob') and not 0.0 <= getattr(self, field.name) <= 1.0:
                 raise ValueError(f'{field.name} must be in [0, 1], got {getattr(self, field.name)}')
@@ -143,6 +147,27 @@ def swap_channels(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def to_grey(image: np.ndarray) -> np.ndarray:
     """Grey image in three channels (the network always sees 3)."""
     return cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+
+
+def random_convolution(image: np.ndarray, rng: np.random.Generator, max_kernel: int) -> np.ndarray:
+    """Restyle the crop with a random k x k convolution across the colour channels (k odd, 1 to
+    max_kernel; weights N(0, 1/(3 k k))), rescaled to the crop's mean and spread and blended with it
+    at a random weight (RandConv, Xu et al., ICLR 2021). Colours and local texture change at random
+    while every shape stays where it was, so the network must lean on shape rather than on the
+    renderer's look. The kernel is centred: the crop stays registered to its keypoints."""
+    side = int(rng.choice(np.arange(1, max_kernel + 1, 2)))
+    weights = rng.normal(0.0, 1.0 / math.sqrt(3 * side * side), (3, 3, side, side)).astype(np.float32)
+    values = image.astype(np.float32)
+    styled = np.zeros_like(values)
+    for out_channel in range(3):
+        for in_channel in range(3):
+            styled[..., out_channel] += cv2.filter2D(values[..., in_channel], -1,
+                                                     weights[out_channel, in_channel],
+                                                     borderType=cv2.BORDER_REFLECT)
+    styled = (styled - styled.mean(axis=(0, 1))) / (styled.std(axis=(0, 1)) + 1e-6) \
+        * values.std() + values.mean()
+    blend = rng.uniform(0.0, 1.0)
+    return np.clip(blend * values + (1 - blend) * styled + 0.5, 0, 255).astype(np.uint8)
 
 
 def gaussian_blur(image: np.ndarray, rng: np.random.Generator, max_sigma: float) -> np.ndarray:
@@ -241,6 +266,9 @@ def photometric(image: np.ndarray, rng: np.random.Generator, config: AugmentConf
         image = swap_channels(image, rng)
     if rng.random() < config.grey_prob:
         image = to_grey(image)
+    # drawn only when on, so that recipes without it keep their exact random sequence
+    if config.random_conv_prob and rng.random() < config.random_conv_prob:
+        image = random_convolution(image, rng, config.random_conv_max_kernel)
     if rng.random() < config.blur_prob:
         image = (gaussian_blur(image, rng, config.blur_max_sigma) if rng.random() < 0.5
                  else motion_blur(image, rng, config.motion_blur_max_length))

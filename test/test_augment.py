@@ -81,6 +81,27 @@ def test_photometric_ops_keep_dots_in_place(op):
             assert np.linalg.norm(brightest_near(out, point) - point) < 1.0
 
 
+@pytest.mark.parametrize('max_kernel', [1, 7])
+def test_random_convolution_restyles_but_keeps_every_dot_in_place(max_kernel):
+    image = dotted_image()
+    for seed in range(6):
+        out = augment.random_convolution(image, np.random.default_rng(seed), max_kernel)
+        assert out.shape == image.shape and out.dtype == np.uint8
+        # a kernel may darken a dot or ring it: what stays is where it stands out from the rest;
+        # an uneven kernel can move that centre by at most half its side
+        contrast = np.abs(out.astype(np.float64) - np.median(out, axis=(0, 1))).sum(axis=2)
+        for point in POINTS:
+            assert np.linalg.norm(brightest_near(contrast, point) - point) < max_kernel // 2 + 1.0
+    colourful = cv2.resize(np.random.default_rng(9).integers(0, 256, (8, 8, 3)).astype(np.uint8), (200, 200))
+    styles = [augment.random_convolution(colourful, np.random.default_rng(seed), max_kernel) for seed in range(2)]
+    assert np.abs(styles[0].astype(int) - styles[1].astype(int)).mean() > 10
+
+
+def test_random_convolution_kernel_must_be_odd():
+    with pytest.raises(ValueError, match='random_conv_max_kernel must be odd'):
+        AugmentConfig(random_conv_max_kernel=4)
+
+
 def test_color_jitter_changes_colours():
     image = dotted_image()
     image[:100] = (30, 120, 200)
