@@ -304,6 +304,19 @@ def ensure_mediapipe_venv(venv: Path) -> Path:
     return python
 
 
+def add_mediapipe_venv_argument(parser: argparse.ArgumentParser) -> None:
+    """--mediapipe-venv, for every command that runs the MediaPipe worker."""
+    parser.add_argument('--mediapipe-venv', type=Path, default=None,
+                        help=f'virtual environment for MediaPipe, created when missing (default: '
+                             f'{DEFAULT_VENV_NAME} in the repository root)')
+
+
+def mediapipe_python(venv: Path | None, worker: Path) -> Path:
+    """The Python of --mediapipe-venv `venv` (default: DEFAULT_VENV_NAME beside the worker's
+    scripts/ directory), made ready by ensure_mediapipe_venv."""
+    return ensure_mediapipe_venv(venv or worker.parents[1] / DEFAULT_VENV_NAME)
+
+
 def _worker_record(line: str) -> dict | None:
     """One JSON line of the worker; None at the end of its output."""
     if not line:
@@ -447,9 +460,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--localizer', type=Path, default=None,
                         help=f'hand localiser .onnx / .pt '
                              f'(default: {default_model_path(DEFAULT_LOCALIZER_NAME)})')
-    parser.add_argument('--mediapipe-venv', type=Path, default=None,
-                        help=f'virtual environment for MediaPipe, created when missing (default: '
-                             f'{DEFAULT_VENV_NAME} in the repository root)')
+    add_mediapipe_venv_argument(parser)
     parser.add_argument('--json', type=Path, default=None, metavar='OUT',
                         help='write the report (settings, metrics, per-frame times) here')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing --json file')
@@ -471,7 +482,7 @@ def run(args: argparse.Namespace) -> dict:
     model = args.model or default_model_path()
     localizer = args.localizer or default_model_path(DEFAULT_LOCALIZER_NAME)
     pipeline, backend = build_pipeline(model, localizer, args.threads)
-    python = ensure_mediapipe_venv(args.mediapipe_venv or worker.parents[1] / DEFAULT_VENV_NAME)
+    python = mediapipe_python(args.mediapipe_venv, worker)
     header, records = run_mediapipe(python, worker, [truth.image for truth in truths], args.threads,
                                     args.progress)
     mediapipe_frames = [_predicted_frame(record) for record in records]

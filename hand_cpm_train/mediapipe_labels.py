@@ -33,8 +33,9 @@ import numpy as np
 
 from hand_cpm_ros.files import write_atomic
 from hand_cpm_ros.keypoints import NUM_KEYPOINTS
-from hand_cpm_train.compare_mediapipe import (DEFAULT_VENV_NAME, MAX_HANDS, CompareError, _positive_int,
-                                              ensure_mediapipe_venv, find_worker, run_mediapipe)
+from hand_cpm_train.compare_mediapipe import (MAX_HANDS, CompareError, _positive_int,
+                                              add_mediapipe_venv_argument, find_worker, mediapipe_python,
+                                              run_mediapipe)
 from hand_cpm_train.data import IMAGE_SUFFIXES
 
 BOX_MARGIN = 0.05
@@ -121,9 +122,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='replace files of the same names in --out')
     parser.add_argument('--max-hands', type=_positive_int, default=MAX_HANDS,
                         help=f'hands MediaPipe looks for per image (default {MAX_HANDS})')
-    parser.add_argument('--mediapipe-venv', type=Path, default=None,
-                        help=f'virtual environment for MediaPipe, created when missing (default: '
-                             f'{DEFAULT_VENV_NAME} in the repository root)')
+    add_mediapipe_venv_argument(parser)
     parser.add_argument('--threads', type=_positive_int, default=2, help='CPUs for MediaPipe')
     parser.add_argument('--no-progress', dest='progress', action='store_false', help='no progress bar')
     return parser
@@ -134,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         images = collect_images(args.images)
         worker = find_worker()
-        python = ensure_mediapipe_venv(args.mediapipe_venv or worker.parents[1] / DEFAULT_VENV_NAME)
+        python = mediapipe_python(args.mediapipe_venv, worker)
         header, records = run_mediapipe(python, worker, images, args.threads, args.progress,
                                         max_hands=args.max_hands)
         settings = ', '.join(f'{key} {value}' for key, value in header['settings'].items())
