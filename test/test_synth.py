@@ -1,6 +1,7 @@
 """The synthetic hand renderer: labels agree with the rendered pixels, left/right mirror, visibility
 from the depth test, determinism per seed, the two JSON formats and the CLI's errors."""
 import json
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -14,9 +15,11 @@ from hand_cpm_train.synth import asset  # noqa: E402
 from hand_cpm_train.synth.cli import main  # noqa: E402
 from hand_cpm_train.synth.pose import GESTURES, LIMITS, NUM_DOFS, sample_pose  # noqa: E402
 from hand_cpm_train.synth.renderer import Lighting  # noqa: E402
-from hand_cpm_train.synth.scene import (PALM_TO_CAMERA, HandParams, SceneParams,  # noqa: E402
-                                        hand_object_id, place_hand, render_sample, render_scene,
-                                        render_sequence)
+from hand_cpm_train.synth.mesh import PRIMITIVES, primitive_mesh  # noqa: E402
+from hand_cpm_train.synth.scene import (OBJECT_ID, PALM_TO_CAMERA, HandParams, ObjectParams,  # noqa: E402
+                                        SceneParams, hand_object_id, place_hand, render_sample,
+                                        render_scene, render_sequence, sample_crop_scene,
+                                        sample_frame_scene, sample_rng)
 
 try:
     asset.find_asset_dir()
@@ -129,6 +132,61 @@ def test_other_hand_in_front_hides_keypoints():
     assert not (hands[0].mask & hands[1].mask).any()
 
 
+@pytest.mark.parametrize('kind', PRIMITIVES)
+def test_primitives_are_closed_unit_meshes_wound_outwards(kind):
+    vertices, normals, faces = primitive_mesh(kind)
+    assert np.allclose(np.abs(vertices).max(axis=0), 1.0)
+    assert np.allclose(np.linalg.norm(normals, axis=1), 1.0)
+    corners = vertices[faces]
+    cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    centres = corners.mean(axis=1)
+    assert ((cross * centres).sum(axis=1) > 0).all()  # convex around the origin: outward = away from it
+    # Closed: the faces' area vectors cancel, as for any closed surface.
+    assert np.allclose(cross.sum(axis=0), 0.0, atol=1e-9)
+    with pytest.raises(ValueError, match='unknown primitive'):
+        primitive_mesh('torus')
+
+
+def test_an_object_in_front_of_a_hand_hides_its_keypoints_and_is_lit():
+    hand = hand_facing_camera('right', 'open_palm', fraction=0.5)
+    camera = plain_scene([hand]).camera
+    palm = camera.project(hand.translation[None])[0]  # the wrist, lower middle of the hand
+    # A skin-coloured box halfway to the camera, over the wrist and palm.
+    box = ObjectParams('box', np.array([0.03, 0.03, 0.01]) * 0.5, np.eye(3), hand.translation * 0.5,
+                       (0.85, 0.65, 0.52))
+    clear = render_scene(plain_scene([hand]))
+    hidden = render_scene(replace(plain_scene([hand]), objects=(box,)))
+    assert clear.hands[0].visible.all()
+    assert not hidden.hands[0].visible[0] and hidden.hands[0].visible[list(FINGER_TIPS)].all()
+    row, column = int(round(palm[1])), int(round(palm[0]))
+    assert hidden.object_ids[row, column] == OBJECT_ID
+    box_pixels = hidden.image_bgr[hidden.object_ids == OBJECT_ID].astype(float)
+    assert box_pixels.mean(axis=0)[2] > box_pixels.mean(axis=0)[0] + 20   # skin: redder than blue
+    with pytest.raises(ValueError, match='at most 30 objects'):
+        render_scene(replace(plain_scene([hand]), objects=(box,) * 31))
+
+
+@pytest.mark.parametrize('sampler', [sample_frame_scene, sample_crop_scene])
+def test_objects_are_drawn_after_everything_else(sampler):
+    # Adding objects keeps the rest of each scene (hands, layers) and adds lit solids behind the
+    # hands or in front of part of one.
+    with_objects = 0
+    for index in range(8):
+        plain = sampler(sample_rng(9, index))
+        rich = sampler(sample_rng(9, index), max_objects=4)
+        assert _same_scene(rich, plain)
+        assert plain.objects == () and len(rich.objects) <= 4
+        with_objects += bool(rich.objects)
+    assert with_objects >= 4
+
+
+def _same_scene(first: SceneParams, second: SceneParams) -> bool:
+    return (len(first.hands) == len(second.hands)
+            and all(np.array_equal(a.translation, b.translation) and np.array_equal(a.pose, b.pose)
+                    for a, b in zip(first.hands, second.hands))
+            and first.background_seed == second.background_seed and first.effects_seed == second.effects_seed)
+
+
 def test_same_seed_same_image_other_seed_differs():
     first = render_sample('frame', 4, 2, (160, 120))
     again = render_sample('frame', 4, 2, (160, 120))
@@ -136,6 +194,25 @@ def test_same_seed_same_image_other_seed_differs():
     assert np.array_equal(first.image_bgr, again.image_bgr)
     assert first.frame_annotation() == again.frame_annotation()
     assert not np.array_equal(first.image_bgr, other.image_bgr)
+
+
+def test_a_larger_max_hand_size_brings_the_same_hands_closer():
+    # Same seed, same draws: only the hands' distance changes, so the scene's content is kept and
+    # each independently placed hand ends up nearer the camera (larger in the image).
+    compared = 0
+    for index in range(12):
+        default = sample_frame_scene(sample_rng(3, index))
+        close = sample_frame_scene(sample_rng(3, index), max_hand_size=1.6)
+        assert len(default.hands) == len(close.hands)
+        assert default.background_seed == close.background_seed
+        if default.hands:
+            first, near = default.hands[0], close.hands[0]
+            assert np.array_equal(first.pose, near.pose) and np.allclose(first.rotation, near.rotation)
+            assert near.translation[2] < first.translation[2]
+            compared += 1
+    assert compared >= 8
+    with pytest.raises(ValueError, match='max_hand_size'):
+        sample_frame_scene(sample_rng(3, 0), max_hand_size=0.04)
 
 
 def run_cli(*argv) -> int:
@@ -196,6 +273,9 @@ def test_sequence_moves_smoothly():
     (['--count', '0'], '--count must be positive'),
     (['--count', '2', '--scene', 'beach'], "unknown --scene 'beach'"),
     (['--count', '2', '--size', '12x'], 'bad --size'),
+    (['--count', '2', '--scene', 'frame', '--max-hand-size', '2.5'], '--max-hand-size must be above'),
+    (['--count', '2', '--max-hand-size', '1.2'], '--max-hand-size is for --scene frame'),
+    (['--count', '2', '--objects', '31'], '--objects must be 0..30'),
 ])
 def test_cli_rejects_bad_requests(tmp_path, capsys, argv, message):
     assert run_cli('--out', tmp_path / 'out', *argv) == 2

@@ -2,6 +2,7 @@
 
     hand-cpm-synth --out data/synth_crop --count 20000 --seed 0 --workers 2 --preview crop.png
     hand-cpm-synth --out data/synth_frame --count 5000 --seed 1 --scene frame --size 640x480
+    hand-cpm-synth --out data/object_frame --count 2500 --seed 2 --scene frame --max-hand-size 1.3 --objects 4
 
 Image i is drawn from a generator seeded with (seed, i): the same seed gives the same files, with
 any number of workers.
@@ -20,7 +21,8 @@ import cv2
 import numpy as np
 
 from hand_cpm_train.synth.asset import AssetNotFoundError, find_asset_dir
-from hand_cpm_train.synth.scene import DEFAULT_SIZES, SCENES, render_sample
+from hand_cpm_train.synth.scene import (DEFAULT_MAX_HAND_SIZE, DEFAULT_SIZES, MAX_HAND_SIZE, MAX_OBJECTS,
+                                        MIN_HAND_SIZE, SCENES, render_sample)
 
 NAME_DIGITS = 8
 _SAMPLE_FILE = re.compile(r'^\d{%d}\.(jpg|json)$' % NAME_DIGITS)
@@ -42,6 +44,14 @@ def get_args_parser() -> argparse.ArgumentParser:
                              f'or a camera frame with 0-2 hands and distractors (JSON with boxes)')
     parser.add_argument('--size', default=None,
                         help='image size W or WxH (default: 368 for crop, 640x480 for frame)')
+    parser.add_argument('--max-hand-size', type=float, default=DEFAULT_MAX_HAND_SIZE,
+                        help=f'frame scenes: the largest hand, its longer side as a share of the image '
+                             f'height (sizes are drawn log-uniform from {MIN_HAND_SIZE}); up to '
+                             f'{MAX_HAND_SIZE}, where close-ups fill and overflow the frame')
+    parser.add_argument('--objects', type=int, default=0,
+                        help=f'up to this many lit 3D things that are not hands per image (0-{MAX_OBJECTS}; '
+                             f'ellipsoids, boxes, cylinders, 40%% skin-coloured, some in front of a hand), '
+                             f'so that the hand is not the only shaded solid among flat 2D layers')
     parser.add_argument('--workers', type=int, default=1, help='rendering processes')
     parser.add_argument('--preview', type=Path, default=None,
                         help='also write a contact sheet of the first 16 samples with their keypoints')
@@ -106,6 +116,13 @@ def _validate(args: argparse.Namespace) -> tuple[int, int]:
         raise UsageError(f'--seed must be >= 0, got {args.seed}')
     if args.workers < 1:
         raise UsageError(f'--workers must be >= 1, got {args.workers}')
+    if not MIN_HAND_SIZE < args.max_hand_size <= MAX_HAND_SIZE:
+        raise UsageError(f'--max-hand-size must be above {MIN_HAND_SIZE} and at most {MAX_HAND_SIZE}, '
+                         f'got {args.max_hand_size}')
+    if not 0 <= args.objects <= MAX_OBJECTS:
+        raise UsageError(f'--objects must be 0..{MAX_OBJECTS}, got {args.objects}')
+    if args.scene != 'frame' and args.max_hand_size != DEFAULT_MAX_HAND_SIZE:
+        raise UsageError('--max-hand-size is for --scene frame; crop scenes always fill the crop')
     size = parse_size(args.size) if args.size else DEFAULT_SIZES[args.scene]
     try:
         find_asset_dir()
@@ -118,9 +135,10 @@ def sample_name(index: int) -> str:
     return f'{index:0{NAME_DIGITS}d}'
 
 
-def write_sample(out: Path, scene: str, seed: int, index: int, size: tuple[int, int]) -> None:
+def write_sample(out: Path, scene: str, seed: int, index: int, size: tuple[int, int],
+                 max_hand_size: float = DEFAULT_MAX_HAND_SIZE, max_objects: int = 0) -> None:
     """Render image `index` and write NNNNNNNN.jpg (with the scene's JPEG quality) and .json."""
-    rendered = render_sample(scene, seed, index, size)
+    rendered = render_sample(scene, seed, index, size, max_hand_size, max_objects)
     annotation = rendered.crop_annotation() if scene == 'crop' else rendered.frame_annotation()
     stem = out / sample_name(index)
     ok, encoded = cv2.imencode('.jpg', rendered.image_bgr,
@@ -137,7 +155,7 @@ def _init_worker() -> None:
     os.environ.setdefault('LP_NUM_THREADS', '0')
 
 
-def _write_task(task: tuple[Path, str, int, int, tuple[int, int]]) -> int:
+def _write_task(task: tuple[Path, str, int, int, tuple[int, int], float, int]) -> int:
     write_sample(*task)
     return task[3]
 
@@ -174,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     indices = list(range(args.count))
-    tasks = [(args.out, args.scene, args.seed, index, size) for index in indices]
+    tasks = [(args.out, args.scene, args.seed, index, size, args.max_hand_size, args.objects)
+             for index in indices]
     progress = tqdm(total=len(tasks), unit='img', desc=f'{args.scene} {size[0]}x{size[1]}')
     if args.workers == 1:
         for task in tasks:

@@ -221,3 +221,68 @@ def forearm_mesh(length: float, flex_deg: float, deviation_deg: float, girth: fl
     # arm seen from the hand swings to the palm side (-Y).
     bend = _rotation_y(deviation_deg) @ _rotation_x(flex_deg)
     return vertices @ bend.T, normals @ bend.T, faces
+
+
+PRIMITIVES = ('ellipsoid', 'box', 'cylinder')
+
+
+def _outward_faces(vertices: np.ndarray, normals: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """`faces` reordered where needed so that each one winds counter-clockwise around its normal,
+    as the hand and forearm meshes do (the renderer lights back faces with the flipped normal)."""
+    corners = vertices[faces]
+    cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    inward = (cross * normals[faces].mean(axis=1)).sum(axis=1) < 0
+    faces = faces.copy()
+    faces[inward] = faces[inward][:, [0, 2, 1]]
+    return faces.astype(np.int32)
+
+
+def primitive_mesh(kind: str, segments: int = 24) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A closed unit primitive centred at the origin, for things in a scene that are not hands:
+    'ellipsoid' (the unit sphere), 'box' (the cube [-1, 1]^3, flat faces) or 'cylinder' (radius 1
+    around Z from -1 to 1, flat caps). Stretch it by half-extents s with vertices * s and
+    normals / s (renormalised). Returns vertices (N,3), normals (N,3), faces (M,3)."""
+    if kind == 'ellipsoid':
+        polar = np.linspace(0.0, np.pi, segments // 2 + 1)
+        azimuth = np.linspace(0.0, 2.0 * np.pi, segments, endpoint=False)
+        p, a = np.meshgrid(polar, azimuth, indexing='ij')
+        vertices = np.stack([np.sin(p) * np.cos(a), np.sin(p) * np.sin(a), np.cos(p)], -1).reshape(-1, 3)
+        normals = vertices.copy()
+        row = np.arange(len(polar) - 1)[:, None] * segments
+        column, next_column = np.arange(segments)[None, :], (np.arange(segments)[None, :] + 1) % segments
+        a0, b0 = row + column, row + next_column
+        faces = np.concatenate([np.stack([a0, b0, b0 + segments], -1).reshape(-1, 3),
+                                np.stack([a0, b0 + segments, a0 + segments], -1).reshape(-1, 3)])
+        # Drop the degenerate triangles at the poles (all their corners on one point).
+        corners = vertices[faces]
+        area = np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
+        faces = faces[area > 1e-9]
+    elif kind == 'box':
+        vertices, normals, faces = [], [], []
+        for axis in range(3):
+            for sign in (-1.0, 1.0):
+                normal = np.zeros(3)
+                normal[axis] = sign
+                u, v = np.eye(3)[(axis + 1) % 3], np.eye(3)[(axis + 2) % 3]
+                start = len(vertices)
+                vertices += [normal + du * u + dv * v for du, dv in ((-1, -1), (1, -1), (1, 1), (-1, 1))]
+                normals += [normal] * 4
+                faces += [[start, start + 1, start + 2], [start, start + 2, start + 3]]
+        vertices, normals, faces = np.array(vertices), np.array(normals), np.array(faces)
+    elif kind == 'cylinder':
+        angle = np.linspace(0.0, 2.0 * np.pi, segments, endpoint=False)
+        ring = np.stack([np.cos(angle), np.sin(angle), np.zeros(segments)], -1)
+        side = np.concatenate([ring - [0, 0, 1], ring + [0, 0, 1]])
+        column, next_column = np.arange(segments), (np.arange(segments) + 1) % segments
+        side_faces = np.concatenate([np.stack([column, next_column, next_column + segments], -1),
+                                     np.stack([column, next_column + segments, column + segments], -1)])
+        vertices, normals, faces = [side], [np.concatenate([ring, ring])], [side_faces]
+        for sign in (-1.0, 1.0):  # caps: a fan around the centre, with their own flat normals
+            start = sum(len(part) for part in vertices)
+            vertices.append(np.vstack([[0.0, 0.0, sign], ring + [0, 0, sign]]))
+            normals.append(np.tile([0.0, 0.0, sign], (segments + 1, 1)))
+            faces.append(np.stack([np.full(segments, start), start + 1 + column, start + 1 + next_column], -1))
+        vertices, normals, faces = np.concatenate(vertices), np.concatenate(normals), np.concatenate(faces)
+    else:
+        raise ValueError(f'unknown primitive {kind!r}; choose from {", ".join(PRIMITIVES)}')
+    return vertices, normals, _outward_faces(vertices, normals, faces)

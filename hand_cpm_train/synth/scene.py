@@ -23,14 +23,22 @@ from hand_cpm_train.synth.appearance import (hand_vertex_colors, sample_cloth_sr
 from hand_cpm_train.synth.backdrop import (draw_distractors, draw_occluders, make_background,
                                            sample_background_kind)
 from hand_cpm_train.synth.effects import apply_camera_effects, sample_jpeg_quality
-from hand_cpm_train.synth.mesh import forearm_mesh, hand_rig
+from hand_cpm_train.synth.mesh import PRIMITIVES, forearm_mesh, hand_rig, primitive_mesh
 from hand_cpm_train.synth.pose import sample_gesture_pose, sample_pose
 from hand_cpm_train.synth.renderer import Camera, Lighting, RenderObject, RenderResult, get_renderer
 
 SCENES = ('crop', 'frame')
 DEFAULT_SIZES = {'crop': (368, 368), 'frame': (640, 480)}
 DISTRACTOR_ARM_ID = 200   # render ids of arms without hands start here
+OBJECT_ID = 220           # render ids of the 3D things that are not hands start here
+MAX_OBJECTS = 30
 SUPERSAMPLE = 2           # render at 2x and box-filter down: anti-aliased edges, exact coverage
+# Frame scenes: a hand's longer side as a share of the image height, drawn log-uniform from
+# MIN_HAND_SIZE to max_hand_size (default DEFAULT_MAX_HAND_SIZE, the localiser's specified range;
+# larger values, up to MAX_HAND_SIZE, add close-ups that fill and overflow the frame).
+MIN_HAND_SIZE = 0.05
+DEFAULT_MAX_HAND_SIZE = 0.8
+MAX_HAND_SIZE = 2.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,20 @@ class ArmParams:
 
 
 @dataclass(frozen=True)
+class ObjectParams:
+    """A lit 3D thing that is not a hand, so that a hand is not the only shaded solid in a scene of
+    flat 2D layers: a unit primitive (mesh.PRIMITIVES) stretched by `half_extents` (3,) metres,
+    rotated by `rotation` (3,3) and placed at `translation` (3,) in the camera frame, one sRGB
+    colour (skin tones among them) mottled per vertex from `color_seed`."""
+    kind: str
+    half_extents: np.ndarray
+    rotation: np.ndarray
+    translation: np.ndarray
+    srgb: tuple[float, float, float]
+    color_seed: int = 0
+
+
+@dataclass(frozen=True)
 class SceneParams:
     """Everything needed to render one image. 2D layers are drawn from their own seeds; a None seed
     leaves the layer out. `occluded_hands` lists the hands that get an occluder."""
@@ -84,6 +106,7 @@ class SceneParams:
     distractor_count: int = 0
     distractor_seed: int = 0
     arms: tuple[ArmParams, ...] = ()
+    objects: tuple[ObjectParams, ...] = ()
     occluder_seed: int | None = None
     occluded_hands: tuple[int, ...] = ()
     effects_seed: int | None = None
@@ -168,6 +191,18 @@ def _arm_objects(forearm: ForearmParams, rotation: np.ndarray, translation: np.n
     return objects
 
 
+def _thing_object(thing: ObjectParams, object_id: int) -> RenderObject:
+    vertices, normals, faces = primitive_mesh(thing.kind)
+    half = np.asarray(thing.half_extents, dtype=np.float64)
+    normals = normals / half
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    rotation = np.asarray(thing.rotation)
+    mottling = 1.0 + np.random.default_rng(thing.color_seed).normal(0.0, 0.04, (len(vertices), 1))
+    colors = srgb_to_linear(np.clip(np.asarray(thing.srgb)[None, :] * mottling, 0.0, 1.0))
+    return RenderObject((vertices * half) @ rotation.T + thing.translation, normals @ rotation.T,
+                        colors, faces, object_id)
+
+
 def keypoint_visibility(keypoints_camera: np.ndarray, depth_tolerances: np.ndarray,
                         camera: Camera, depth: np.ndarray) -> np.ndarray:
     """(K,) bool: a keypoint is visible when it projects inside the image and no surface lies in
@@ -217,6 +252,9 @@ def render_scene(params: SceneParams) -> RenderedScene:
     for index, arm in enumerate(params.arms):
         objects += _arm_objects(arm.forearm, np.asarray(arm.rotation), np.asarray(arm.translation),
                                 1.0, arm.skin_srgb, DISTRACTOR_ARM_ID + index)
+    if len(params.objects) > MAX_OBJECTS:
+        raise ValueError(f'at most {MAX_OBJECTS} objects per scene, got {len(params.objects)}')
+    objects += [_thing_object(thing, OBJECT_ID + index) for index, thing in enumerate(params.objects)]
     rendered: RenderResult = get_renderer().render(camera, objects, params.lighting,
                                                    supersample=SUPERSAMPLE)
 
@@ -354,9 +392,11 @@ def _sample_layers(rng: np.random.Generator, distractor_probability: float,
                 jpeg_quality=sample_jpeg_quality(rng))
 
 
-def sample_crop_scene(rng: np.random.Generator, size: tuple[int, int] = (368, 368)) -> SceneParams:
+def sample_crop_scene(rng: np.random.Generator, size: tuple[int, int] = (368, 368),
+                      max_objects: int = 0) -> SceneParams:
     """One hand filling most of the image (box side 50..90% of the image, random offset, may be
-    cut by the border), like the CMU synthetic hand crops."""
+    cut by the border), like the CMU synthetic hand crops; 0 to `max_objects` 3D things that are
+    not hands (sample_objects; drawn last, so 0 draws exactly what it always drew)."""
     width, height = size
     fov = float(rng.uniform(30, 70))
     camera = Camera.from_fov(width, height, fov)
@@ -365,11 +405,53 @@ def sample_crop_scene(rng: np.random.Generator, size: tuple[int, int] = (368, 36
     centre = np.array([(width - 1) / 2, (height - 1) / 2]) + rng.uniform(-slack, slack)
     hand = place_hand(sample_hand(rng), camera, side_px, tuple(centre))
     occluded = rng.random() < 0.25
-    return SceneParams(width=width, height=height, horizontal_fov_deg=fov, hands=(hand,),
-                       lighting=sample_lighting(rng),
-                       occluder_seed=int(rng.integers(2**31)) if occluded else None,
-                       occluded_hands=(0,) if occluded else (),
-                       **_sample_layers(rng, distractor_probability=0.3, max_distractors=3))
+    params = SceneParams(width=width, height=height, horizontal_fov_deg=fov, hands=(hand,),
+                         lighting=sample_lighting(rng),
+                         occluder_seed=int(rng.integers(2**31)) if occluded else None,
+                         occluded_hands=(0,) if occluded else (),
+                         **_sample_layers(rng, distractor_probability=0.3, max_distractors=3))
+    return _with_objects(params, rng, max_objects)
+
+
+def sample_objects(rng: np.random.Generator, camera: Camera, hands: tuple[HandParams, ...],
+                   count: int) -> tuple[ObjectParams, ...]:
+    """`count` lit 3D things that are not hands: 40% skin-coloured (heads, limbs, bald patches to
+    tell hands from), the rest clothes-like or any colour; 30% of them, where there is a hand, in
+    front of part of one (something held or passing), the others anywhere at 0.4-4 m but behind
+    every hand (so that only those in front hide keypoints, and only part of a hand)."""
+    things = []
+    posed = [_posed_hand_in_camera(hand)[1] for hand in hands]
+    farthest_hand = max((float(vertices[:, 2].max()) for vertices in posed), default=0.0)
+    for _ in range(count):
+        kind = PRIMITIVES[int(rng.integers(len(PRIMITIVES)))]
+        shape = np.exp(rng.uniform(np.log(0.2), 0.0, 3))
+        shape /= shape.max()
+        if hands and rng.random() < 0.3:
+            vertices = posed[int(rng.integers(len(hands)))]
+            pixels = camera.project(vertices)
+            hand_size = float(np.max(np.ptp(pixels, axis=0)))
+            centre = 0.5 * (pixels.min(axis=0) + pixels.max(axis=0)) + rng.normal(0.0, 0.25 * hand_size, 2)
+            size_px = hand_size * rng.uniform(0.2, 0.5)
+            depth = float(vertices[:, 2].min()) * rng.uniform(0.6, 0.95)
+        else:
+            margin = -0.1
+            centre = rng.uniform([margin * camera.width, margin * camera.height],
+                                 [(1 - margin) * camera.width, (1 - margin) * camera.height])
+            size_px = camera.height * np.exp(rng.uniform(np.log(0.05), np.log(0.7)))
+            depth = float(np.exp(rng.uniform(np.log(0.4), np.log(4.0))))
+            # Its nearest point (centre depth less 1.8 radii, the radius growing with depth to keep
+            # its size in pixels) behind the farthest hand.
+            depth = max(depth, farthest_hand / (1.0 - 0.9 * size_px / camera.fy))
+        radius = 0.5 * size_px * depth / camera.fy
+        depth = max(depth, 1.8 * radius + camera.near)
+        translation = depth * np.array([(centre[0] - camera.cx) / camera.fx,
+                                        (centre[1] - camera.cy) / camera.fy, 1.0])
+        draw = rng.random()
+        colour = (sample_skin_srgb(rng) if draw < 0.4 else sample_cloth_srgb(rng) if draw < 0.8
+                  else rng.uniform(0.0, 1.0, 3))
+        things.append(ObjectParams(kind, radius * shape, _random_rotation(rng), translation,
+                                   tuple(float(c) for c in colour), int(rng.integers(2**31))))
+    return tuple(things)
 
 
 def _sample_distractor_arm(rng: np.random.Generator, camera: Camera) -> ArmParams:
@@ -395,10 +477,16 @@ def _sample_distractor_arm(rng: np.random.Generator, camera: Camera) -> ArmParam
                              girth=forearm.girth * rng.uniform(1.0, 1.3)))
 
 
-def sample_frame_scene(rng: np.random.Generator, size: tuple[int, int] = (640, 480)) -> SceneParams:
-    """A camera-sized image with 0 (15%), 1 (55%) or 2 (30%) hands at 5..80% of the image height,
-    sometimes cut by the border, two hands sometimes close together or overlapping, and
-    distractors that are not hands (skin-coloured shapes, faces, arms without hands)."""
+def sample_frame_scene(rng: np.random.Generator, size: tuple[int, int] = (640, 480),
+                       max_hand_size: float = DEFAULT_MAX_HAND_SIZE, max_objects: int = 0) -> SceneParams:
+    """A camera-sized image with 0 (15%), 1 (55%) or 2 (30%) hands whose longer side is 5% to
+    `max_hand_size` of the image height (log-uniform), sometimes cut by the border, two hands
+    sometimes close together or overlapping, and distractors that are not hands (skin-coloured
+    shapes, faces, arms without hands), and 0 to `max_objects` 3D things that are not hands
+    (sample_objects). A larger `max_hand_size` adds close-ups; the defaults draw exactly what they
+    always drew (objects are drawn last)."""
+    if not MIN_HAND_SIZE < max_hand_size <= MAX_HAND_SIZE:
+        raise ValueError(f'max_hand_size must be in ({MIN_HAND_SIZE}, {MAX_HAND_SIZE}], got {max_hand_size}')
     width, height = size
     fov = float(rng.uniform(40, 75))
     camera = Camera.from_fov(width, height, fov)
@@ -424,17 +512,28 @@ def sample_frame_scene(rng: np.random.Generator, size: tuple[int, int] = (640, 4
             size_px = size_px * rng.uniform(0.8, 1.2)
         else:
             hand = sample_hand(rng)
-            size_px = height * np.exp(rng.uniform(np.log(0.05), np.log(0.8)))
+            size_px = height * np.exp(rng.uniform(np.log(MIN_HAND_SIZE), np.log(max_hand_size)))
             centre = random_centre()
         hands.append(place_hand(hand, camera, size_px, tuple(centre)))
     arms = tuple(_sample_distractor_arm(rng, camera)
                  for _ in range(int(rng.integers(1, 3)) if rng.random() < 0.3 else 0))
     occluded = tuple(index for index in range(count) if rng.random() < 0.2)
-    return SceneParams(width=width, height=height, horizontal_fov_deg=fov, hands=tuple(hands),
-                       lighting=sample_lighting(rng), arms=arms,
-                       occluder_seed=int(rng.integers(2**31)) if occluded else None,
-                       occluded_hands=occluded,
-                       **_sample_layers(rng, distractor_probability=0.75, max_distractors=4))
+    params = SceneParams(width=width, height=height, horizontal_fov_deg=fov, hands=tuple(hands),
+                         lighting=sample_lighting(rng), arms=arms,
+                         occluder_seed=int(rng.integers(2**31)) if occluded else None,
+                         occluded_hands=occluded,
+                         **_sample_layers(rng, distractor_probability=0.75, max_distractors=4))
+    return _with_objects(params, rng, max_objects)
+
+
+def _with_objects(params: SceneParams, rng: np.random.Generator, max_objects: int) -> SceneParams:
+    """`params` with 0..max_objects 3D things added; draws nothing from `rng` when max_objects is 0."""
+    if not 0 <= max_objects <= MAX_OBJECTS:
+        raise ValueError(f'max_objects must be 0..{MAX_OBJECTS}, got {max_objects}')
+    if max_objects == 0:
+        return params
+    count = int(rng.integers(0, max_objects + 1))
+    return replace(params, objects=sample_objects(rng, params.camera, params.hands, count))
 
 
 def sample_rng(seed: int, index: int) -> np.random.Generator:
@@ -443,13 +542,17 @@ def sample_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, index])
 
 
-def render_sample(scene: str, seed: int, index: int, size: tuple[int, int] | None = None) -> RenderedScene:
-    """Random image `index` of the `scene` data set ('crop' or 'frame') made with `seed`."""
+def render_sample(scene: str, seed: int, index: int, size: tuple[int, int] | None = None,
+                  max_hand_size: float = DEFAULT_MAX_HAND_SIZE, max_objects: int = 0) -> RenderedScene:
+    """Random image `index` of the `scene` data set ('crop' or 'frame') made with `seed`;
+    `max_hand_size` (frame scenes only) and `max_objects`: see sample_frame_scene."""
     if scene not in SCENES:
         raise ValueError(f'unknown scene {scene!r}; choose from {", ".join(SCENES)}')
     size = size or DEFAULT_SIZES[scene]
-    sampler = sample_crop_scene if scene == 'crop' else sample_frame_scene
-    return render_scene(sampler(sample_rng(seed, index), size))
+    rng = sample_rng(seed, index)
+    if scene == 'crop':
+        return render_scene(sample_crop_scene(rng, size, max_objects))
+    return render_scene(sample_frame_scene(rng, size, max_hand_size, max_objects))
 
 
 # ----------------------------------------------------------------------------------------------
