@@ -750,7 +750,8 @@ def describe(summary: dict) -> str:
 # ---------------------------------------------------------------------------------- offline
 # Node parameters an offline run uses besides the pipeline's (hand_cpm_ros.node.PIPELINE_PARAMETERS).
 OFFLINE_NODE_PARAMETERS = ('threads', 'localizer_threads', 'localizer_threshold', 'localizer_flip_averaging',
-                           'fine_localizer_model', 'fine_localizer_max_height', 'heatmap_alpha')
+                           'fine_localizer_model', 'fine_localizer_max_height', 'localizer_wide_factor',
+                           'heatmap_alpha')
 
 
 @dataclass
@@ -807,7 +808,7 @@ def offline_pipeline(model: Path, localizer: Path | None, backend: str, values: 
             localizer, values['localizer_threshold'], 8, values['localizer_threads'], threads,
             logger=lambda text: None, flip_averaging=values['localizer_flip_averaging'],
             fine_path=fine_localizer_path(values['fine_localizer_model']),
-            fine_max_height=values['fine_localizer_max_height'])
+            fine_max_height=values['fine_localizer_max_height'], wide_factor=values['localizer_wide_factor'])
         return HandPipeline(create_backend(backend, model_path=str(model), threads=threads,
                                            logger=lambda text: None),
                             localizer=boxes, **settings)

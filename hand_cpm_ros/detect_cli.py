@@ -6,7 +6,9 @@
 Without --box the hand localiser (--localizer, default models/hand_localizer.onnx) finds every
 hand in each frame (at most --max-hands); with --box that box is used instead. --fine-localizer
 adds its second pass at a larger input (default models/hand_localizer_fine.onnx), which finds
-more small, far hands for about twice the localiser's compute.
+more small, far hands for about twice the localiser's compute. --wide-factor F (default 1.6, as
+the node) also runs the localiser on the frame shrunk F times more, for hands that fill it; 1
+turns that pass off.
 
 --json prints one JSON object per image (per frame for videos) on its own line:
 {"image": PATH, ["frame": N,] "hands": [{"keypoints": [[x, y, score] x 21], "box": [x0, y0, x1, y1],
@@ -26,7 +28,7 @@ import numpy as np
 
 from .backends import BACKEND_NAMES, BackendError, create_backend
 from .localizer import (DEFAULT_FINE_MAX_HEIGHT, DEFAULT_LOCALIZER_THREADS, PIPELINE_SCORE_THRESHOLD,
-                        load_localizer)
+                        WIDE_FACTOR, load_localizer)
 from .pipeline import (DEFAULT_LOCALIZER_NAME, FINE_LOCALIZER_NAME, FrameResult, HandPipeline,
                        PipelineSettings, default_model_path, draw_result)
 
@@ -76,6 +78,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--fine-max-height', type=float, default=DEFAULT_FINE_MAX_HEIGHT,
                         help='--fine-localizer boxes count only when shorter than this share of the '
                              'frame height (default %(default)s)')
+    parser.add_argument('--wide-factor', type=float, default=WIDE_FACTOR, metavar='F',
+                        help='also run the localiser on the frame shrunk F times more and merge in its '
+                             'boxes over a quarter of the frame height, for hands that fill the frame '
+                             '(as the node\'s localizer_wide_factor; 1: off; default %(default)s)')
     parser.add_argument('--json', action='store_true',
                         help='print one JSON object per image / video frame')
     parser.add_argument('--out', type=Path, metavar='DIR', help='write annotated images here')
@@ -224,7 +230,8 @@ def run(args: argparse.Namespace) -> None:
         localizer = None if localizer_path is None else load_localizer(
             localizer_path, args.localizer_threshold, args.max_hands, args.localizer_threads,
             args.threads, logger=lambda text: None, flip_averaging=args.localizer_flip_averaging,
-            fine_path=args.fine_localizer, fine_max_height=args.fine_max_height)
+            fine_path=args.fine_localizer, fine_max_height=args.fine_max_height,
+            wide_factor=args.wide_factor)
         pipeline = HandPipeline(backend, localizer=localizer, max_hands=args.max_hands,
                                 crop_margin=args.crop_margin,
                                 flip_averaging=args.flip_averaging,

@@ -21,7 +21,7 @@ other subscriptions.
 
 Parameters: backend, model_path, engine_path, localizer_model, localizer_threshold, threads,
 localizer_threads, localizer_flip_averaging, fine_localizer_model, fine_localizer_max_height,
-compressed_input and use_depth are read-only (they
+localizer_wide_factor, compressed_input and use_depth are read-only (they
 build the backends and the subscriptions at start; restart the node to change them). All others can
 be changed at run time and are validated first.
 """
@@ -52,8 +52,8 @@ from visualization_msgs.msg import MarkerArray
 
 from .backends import BACKEND_NAMES, BackendError, create_backend
 from .image_conversion import ImageConversionError
-from .localizer import (DEFAULT_FINE_MAX_HEIGHT, DEFAULT_LOCALIZER_THREADS, HandLocalizer,
-                        PIPELINE_SCORE_THRESHOLD, load_localizer)
+from .localizer import (DEFAULT_FINE_MAX_HEIGHT, DEFAULT_LOCALIZER_THREADS, MAX_WIDE_FACTOR, WIDE_FACTOR,
+                        HandLocalizer, PIPELINE_SCORE_THRESHOLD, load_localizer)
 from .msg import HandKeypointsArray, HandRegions
 from .pipeline import (DEFAULT_LOCALIZER_NAME, MAX_LOCALIZER_INTERVAL, HandPipeline, PipelineSettings,
                        default_model_path, draw_result, fine_localizer_path)
@@ -135,6 +135,12 @@ PARAMETERS = {
         description='Boxes of the fine localiser pass count only when shorter than this share of the '
                     'frame height (larger hands are the first pass\'s)',
         floating_point_range=_float_range(0.05, 1.0), read_only=True)),
+    'localizer_wide_factor': (WIDE_FACTOR, dict(
+        description='Also run the localiser on the frame shrunk this many times more inside grey '
+                    'padding and merge in its boxes over a quarter of the frame height: hands that '
+                    'fill the frame, and many more real close-ups, found for one more localiser '
+                    'pass. 1 = off',
+        floating_point_range=_float_range(1.0, MAX_WIDE_FACTOR), read_only=True)),
     'compressed_input': (False, dict(
         description='Subscribe to image/compressed (CompressedImage) instead of image',
         read_only=True)),
@@ -364,7 +370,7 @@ class HandCpmNode(Node):
                                   value['localizer_threads'], value['threads'] or None,
                                   self.get_logger().info, value['localizer_flip_averaging'],
                                   fine_localizer_path(value['fine_localizer_model']),
-                                  value['fine_localizer_max_height'])
+                                  value['fine_localizer_max_height'], value['localizer_wide_factor'])
         except (BackendError, ValueError) as error:
             raise StartupError(f'localizer_model={str(path)!r}: {error}') from error
 

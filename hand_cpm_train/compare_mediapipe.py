@@ -57,7 +57,7 @@ from hand_cpm_ros.backends import BackendError, create_backend
 from hand_cpm_ros.files import write_atomic
 from hand_cpm_ros.geometry import box_from_keypoints, clip_box
 from hand_cpm_ros.keypoints import NUM_KEYPOINTS
-from hand_cpm_ros.localizer import (DEFAULT_LOCALIZER_THREADS, PIPELINE_SCORE_THRESHOLD,
+from hand_cpm_ros.localizer import (DEFAULT_LOCALIZER_THREADS, PIPELINE_SCORE_THRESHOLD, WIDE_FACTOR,
                                     load_localizer)
 from hand_cpm_ros.pipeline import DEFAULT_LOCALIZER_NAME, HandPipeline, default_model_path
 from hand_cpm_train.data import (MIN_VISIBLE, _annotation_files, _image_beside, _parse_points,
@@ -406,7 +406,8 @@ def build_pipeline(model: Path, localizer: Path, threads: int) -> tuple[HandPipe
                                  logger=lambda text: None)
         # the localiser's threads as in the node
         boxes = load_localizer(localizer, PIPELINE_SCORE_THRESHOLD, MAX_HANDS,
-                               DEFAULT_LOCALIZER_THREADS, threads, logger=lambda text: None)
+                               DEFAULT_LOCALIZER_THREADS, threads, logger=lambda text: None,
+                               wide_factor=WIDE_FACTOR)
         pipeline = HandPipeline(backend, localizer=boxes, max_hands=MAX_HANDS, tracking=False)
     except (BackendError, ValueError) as error:
         raise CompareError(str(error)) from error

@@ -249,10 +249,12 @@ class LocalizerPass:
     codec: LocalizerCodec
     model_info: ModelInfo
 
-    def decode_frames(self, images: Sequence[np.ndarray], max_hands: int) -> list[list[Detection]]:
-        """Each BGR frame letterboxed, run, decoded into its pixels: boxes scoring at least 0.05
-        (the low end of the precision-recall curve), at most `max_hands` per frame."""
-        prepared = [prepare_frame(image, self.codec) for image in images]
+    def decode_frames(self, images: Sequence[np.ndarray], max_hands: int,
+                      zoom_out: float = 1.0) -> list[list[Detection]]:
+        """Each BGR frame letterboxed (shrunk `zoom_out` times more for a wide pass), run, decoded
+        into its pixels: boxes scoring at least 0.05 (the low end of the precision-recall curve),
+        at most `max_hands` per frame."""
+        prepared = [prepare_frame(image, self.codec, zoom_out) for image in images]
         outputs = self.predict(normalize_crops(np.stack([frame for frame, _ in prepared]), self.model_info))
         return [self.codec.decode(maps, input_to_source, (image.shape[1], image.shape[0]),
                                   score_threshold=0.05, max_hands=max_hands)
@@ -262,28 +264,34 @@ class LocalizerPass:
 def detect_frames(predict: Callable[[np.ndarray], np.ndarray], records: Sequence[FrameRecord],
                   codec: LocalizerCodec, model_info: ModelInfo, max_hands: int = 2, batch_size: int = 8,
                   progress: bool = False, fine: LocalizerPass | None = None,
-                  fine_max_height: float = DEFAULT_FINE_MAX_HEIGHT,
+                  fine_max_height: float = DEFAULT_FINE_MAX_HEIGHT, wide_factor: float = 1.0,
                   box_confidences: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
                   ) -> FrameDetections:
     """Every frame letterboxed, run through `predict`, decoded into source pixels: at most
     `max_hands` boxes scoring at least 0.05 per frame (the low end of the precision-recall curve).
-    With `fine`, a second pass at a larger input, merged as the runtime merges it
+    With `fine`, a second pass at a larger input, and with `wide_factor` > 1 a wide pass on the
+    frame shrunk that much more, merged as the runtime merges them
     (hand_cpm_ros.localizer.merge_scales). With `box_confidences` (HandPipeline.box_confidences:
     the keypoint network's mean confidence on each box's crop), each score is multiplied by it, as
     the node scores the hand found in a box."""
     if not records:
         raise ValueError('the localiser evaluation got no frames')
     coarse = LocalizerPass(predict, codec, model_info)
-    candidates = max_hands if fine is None else CANDIDATES_PER_HAND * max_hands
+    merged = fine is not None or wide_factor > 1.0
+    candidates = CANDIDATES_PER_HAND * max_hands if merged else max_hands
     found = FrameDetections([], [], [])
     for start in tqdm(range(0, len(records), batch_size), desc='evaluate', disable=not progress,
                       dynamic_ncols=True, leave=False):
         images = [read_image(record.image_path) for record in records[start:start + batch_size]]
         per_frame = coarse.decode_frames(images, candidates)
-        if fine is not None:
-            per_frame = [merge_scales(hands, fine_hands, image.shape[0], fine_max_height, max_hands=max_hands)
-                         for image, hands, fine_hands in zip(images, per_frame,
-                                                             fine.decode_frames(images, candidates))]
+        if merged:
+            no_hands = [[] for _ in images]
+            fine_frames = no_hands if fine is None else fine.decode_frames(images, candidates)
+            wide_frames = no_hands if wide_factor == 1.0 else coarse.decode_frames(images, candidates, wide_factor)
+            per_frame = [merge_scales(hands, fine_hands, image.shape[0], fine_max_height, max_hands=max_hands,
+                                      wide=wide_hands)
+                         for image, hands, fine_hands, wide_hands in zip(images, per_frame, fine_frames,
+                                                                         wide_frames)]
         for image, hands in zip(images, per_frame):
             boxes = np.array([d.box for d in hands], np.float64).reshape(-1, 4)
             scores = np.array([d.score for d in hands], np.float64)

@@ -27,7 +27,9 @@ to another size than it was trained on: which input finds which hands. --flip-av
 frame mirrored too, as the node's localizer_flip_averaging parameter does. --fine-localizer adds
 a second pass at a larger input (an export of the same weights at a larger --frame-size, or a
 checkpoint with --fine-frame-size) whose boxes under --fine-max-height of the frame are merged in,
-as the node's fine_localizer_model parameter does. --keypoint-check MODEL multiplies each box's
+as the node's fine_localizer_model parameter does; --wide-factor F a wide pass on the frame shrunk
+F times more, whose boxes over a quarter of the frame height are merged in, as the node's
+localizer_wide_factor parameter does (1.6 there). --keypoint-check MODEL multiplies each box's
 score by the mean keypoint confidence that keypoint model gives its crop, as the node scores the
 hand found in a localiser box: the localisation the node does (judge it at the node's
 hand_threshold or new_hand_threshold, e.g. --score-threshold 0.25). --plot draws the
@@ -53,7 +55,8 @@ from hand_cpm_ros.backends.onnxruntime_backend import read_onnx_metadata
 from hand_cpm_ros.codec import HeatmapCodec
 from hand_cpm_ros.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
 from hand_cpm_ros.localizer import (DEFAULT_FINE_MAX_HEIGHT, DEFAULT_MAX_HANDS, DEFAULT_SCORE_THRESHOLD,
-                                    LocalizerCodec, check_fine_codec, infer_localizer_maps)
+                                    DEFAULT_WIDE_MIN_HEIGHT, MAX_WIDE_FACTOR, WIDE_FACTOR, LocalizerCodec,
+                                    check_fine_codec, infer_localizer_maps)
 from hand_cpm_ros.pipeline import HandPipeline
 from hand_cpm_train import data, engine, plots
 from hand_cpm_train.checkpoint import CheckpointError, checkpoint_task, load_checkpoint, load_model
@@ -109,6 +112,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--fine-max-height', type=float, default=DEFAULT_FINE_MAX_HEIGHT,
                         help='--fine-localizer: keep its boxes shorter than this share of the frame '
                              'height (default %(default)s)')
+    parser.add_argument('--wide-factor', type=float, default=1.0, metavar='F',
+                        help='localizer: also run it on the frame shrunk F times more (1: not; the '
+                             'node uses %s) and merge in its boxes over %s of the frame height'
+                             % (WIDE_FACTOR, DEFAULT_WIDE_MIN_HEIGHT))
     parser.add_argument('--keypoint-check', metavar='MODEL',
                         help='localizer: multiply each box\'s score by the mean keypoint confidence '
                              'of its crop under this keypoint model (.onnx / .pt, e.g. '
@@ -228,6 +235,9 @@ def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
             raise ValueError('--score-threshold must be in (0, 1) and --max-hands >= 1')
         if not 0.0 < args.fine_max_height <= 1.0:
             raise ValueError(f'--fine-max-height must be in (0, 1], got {args.fine_max_height}')
+        if not 1.0 <= args.wide_factor <= MAX_WIDE_FACTOR:
+            raise ValueError(f'--wide-factor must be in [1, {MAX_WIDE_FACTOR:g}] (1: no wide pass), '
+                             f'got {args.wide_factor}')
         if args.fine_frame_size and not args.fine_localizer:
             raise ValueError('--fine-frame-size is the input of --fine-localizer; give that too')
         frame_size = parse_frame_size(args.frame_size) if args.frame_size else None
@@ -259,7 +269,7 @@ def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
             fine.predict = functools.partial(infer_localizer_maps, fine.predict, flip_averaging=True)
     found = engine.detect_frames(predict, records, codec, model_info, args.max_hands,
                                  batch_size=args.batch_size, progress=args.progress, fine=fine,
-                                 fine_max_height=args.fine_max_height,
+                                 fine_max_height=args.fine_max_height, wide_factor=args.wide_factor,
                                  box_confidences=None if checker is None else checker.box_confidences)
     result = engine.localizer_summary(found, records, args.score_threshold)
     result = {'task': 'localizer', **result, 'max_hands': args.max_hands,
@@ -272,6 +282,10 @@ def evaluate_localizer_model(args: argparse.Namespace, model_path: Path) -> int:
                       fine_input_height=fine.codec.input_height, fine_max_height=args.fine_max_height)
         fine_note = (f', and {fine.codec.input_width}x{fine.codec.input_height} for boxes under '
                      f'{args.fine_max_height} of the frame height')
+    if args.wide_factor > 1.0:
+        result['wide_factor'] = args.wide_factor
+        fine_note += (f', and the frame shrunk {args.wide_factor:g}x for boxes over '
+                      f'{DEFAULT_WIDE_MIN_HEIGHT} of its height')
     if checker is not None:
         result['keypoint_check'] = args.keypoint_check
         fine_note += f'; scores times the mean keypoint confidence of {args.keypoint_check}'

@@ -1,6 +1,6 @@
-"""Hand localiser, pure half: letterbox geometry for any image size, and the codec's encode ->
-decode round trip from boxes to maps and back to source-pixel boxes, and the merge of two input
-sizes' boxes."""
+"""Hand localiser, pure half: letterbox geometry for any image size (and shrunk further for the
+wide pass), and the codec's encode -> decode round trip from boxes to maps and back to
+source-pixel boxes, and the merge of the passes' boxes."""
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,27 @@ def test_letterbox_maps_edges_and_centre(size):
     pad_x, pad_y = (320 - rw) // 2, (256 - rh) // 2
     np.testing.assert_allclose(mapped, [[pad_x - 0.5, pad_y - 0.5], [pad_x + rw - 0.5, pad_y + rh - 0.5]], atol=1e-9)
     assert rw <= 320 and rh <= 256 and (rw == 320 or rh == 256)
+
+
+@pytest.mark.parametrize('size', [(640, 480), (480, 640), (1280, 720)])
+def test_a_wide_pass_shrinks_the_frame_about_the_centre_and_boxes_map_back(size):
+    width, height = size
+    plain, _ = letterbox_affine(width, height, 320, 256)
+    wide, (rw, rh) = letterbox_affine(width, height, 320, 256, zoom_out=1.6)
+    np.testing.assert_allclose(wide[:, :2], plain[:, :2] / 1.6, rtol=0.01)   # 1.6 times smaller
+    centre = apply_affine(wide, [[(width - 1) / 2, (height - 1) / 2]])[0]
+    np.testing.assert_allclose(centre, [159.5, 127.5], atol=0.51)           # still in the middle
+    assert rw < 320 / 1.5 and rh < 256 / 1.5
+    box = np.array([[width * 0.1, height * 0.2], [width * 0.9, height * 0.95]])
+    np.testing.assert_allclose(apply_affine(invert_affine(wide), apply_affine(wide, box)), box, atol=1e-9)
+    image = np.full((height, width, 3), 255, np.uint8)
+    shrunk, affine = letterbox(image, 320, 256, zoom_out=1.6)
+    ys, xs = np.nonzero(shrunk[:, :, 0] > 127)
+    assert (xs.max() - xs.min() + 1, ys.max() - ys.min() + 1) == (rw, rh)
+    assert shrunk[0, 0, 0] == 114 and np.array_equal(affine, wide)          # grey padding around it
+    for zoom_out in (0.5, 4.5):
+        with pytest.raises(ValueError, match='zoom_out must be in'):
+            letterbox_affine(width, height, 320, 256, zoom_out=zoom_out)
 
 
 def test_letterbox_image_content_lands_where_the_affine_says():
@@ -211,3 +232,16 @@ def test_two_scales_merge_small_fine_boxes_into_the_coarse_ones():
     half = [Detection((0, 0, 20, 20), 0.8), Detection((0, 0, 20, 40), 0.7)]   # IoU 0.5
     assert len(merge_scales(half[:1], half[1:], 480, nms_iou=0.5)) == 2
     assert len(merge_scales(half[:1], half[1:], 480, nms_iou=0.49)) == 1
+
+
+def test_a_wide_pass_adds_only_its_tall_boxes():
+    """In a 480-row frame with wide_min_height 0.25 (120 rows): a wide box counts only from 120
+    rows up; a tall one found surer than the coarse pass's box for the same hand replaces it."""
+    coarse = [Detection((100, 200, 300, 470), 0.3),                   # a frame-filling hand, weakly
+              Detection((500, 50, 530, 90), 0.6)]                     # a small hand
+    wide = [Detection((90, 60, 310, 479), 0.8),                       # the large hand, whole and surer
+            Detection((498, 48, 532, 92), 0.9),                       # the small hand: too short to count
+            Detection((0, 0, 100, 120), 0.5)]                         # exactly 120 rows: counts
+    merged = merge_scales(coarse, [], 480, wide=wide, wide_min_height=0.25, max_hands=8)
+    assert merged == [wide[0], coarse[1], wide[2]]                    # coarse[0] suppressed by wide[0]
+    assert merge_scales(coarse, [], 480, wide=[]) == sorted(coarse, key=lambda d: -d.score)

@@ -239,6 +239,36 @@ def test_the_shipped_fine_pass_finds_small_hands_the_localizer_alone_misses():
         assert found(two_sizes).all(), index
 
 
+def test_the_wide_pass_finds_hands_that_fill_the_frame():
+    """Frames 13, 60 and 530 of `hand-cpm-synth --scene frame --seed 61 --max-hand-size 1.3` (as
+    written, JPEG): one hand each, 0.84, 0.87 and 1.0 of the frame height. The shipped localiser alone boxes none of
+    them at IoU 0.5; with the node's wide pass (WIDE_FACTOR) it boxes each."""
+    from hand_cpm_ros.localizer import WIDE_FACTOR
+    from hand_cpm_train.synth.scene import render_sample
+    path = default_model_path(DEFAULT_LOCALIZER_NAME)
+    if not path.is_file():
+        pytest.skip('the shipped localiser is not there')
+    alone = HandLocalizer(quiet_backend(path))
+    wide = HandLocalizer(quiet_backend(path), wide_factor=WIDE_FACTOR)
+    assert wide.describe() == 'loc-deep 320x256 + the frame shrunk 1.6x for hands over 0.25 of its height'
+    for index in (13, 60, 530):
+        scene = render_sample('frame', 61, index, max_hand_size=1.3)
+        truth = np.array([hand.box for hand in scene.hands if hand.box is not None])
+        assert len(truth) == 1 and truth[0, 3] - truth[0, 1] > 0.8 * 480
+        # the frame as hand-cpm-synth writes it, JPEG at the scene's quality
+        encoded = cv2.imencode('.jpg', scene.image_bgr, [cv2.IMWRITE_JPEG_QUALITY, scene.params.jpeg_quality])[1]
+        image = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+
+        def found(localizer):
+            boxes = [d.box for d in localizer.detect(image)]
+            return bool(boxes) and box_iou_matrix(truth, boxes).max() >= 0.5
+        assert not found(alone), index
+        assert found(wide), index
+    for factor in (0.9, 4.5):
+        with pytest.raises(ValueError, match='wide_factor must be in'):
+            HandLocalizer(quiet_backend(path), wide_factor=factor)
+
+
 def test_the_pipeline_lets_the_keypoint_network_check_weak_localiser_boxes():
     """Held-out frames 68, 162, 202 and 271 of `hand-cpm-synth --scene frame --seed 12` each hold a
     hand whose shipped-localiser box scores 0.31-0.35, under the localiser's own operating point
