@@ -15,9 +15,10 @@
 #   2. labels the close-ups with MediaPipe Hands (hand-cpm-mediapipe-labels; creates
 #      .venv-mediapipe on first use, about 1 GB): those figures are agreement with MediaPipe, not
 #      accuracy;
-#   3. scores the localiser and the keypoint network on the close-ups, the localiser on the scenes
-#      (hand-cpm-eval: JSON, plots, an error sheet), and writes the pipeline's annotated images
-#      (hand-cpm-detect --out).
+#   3. scores the localiser (alone, with the node's wide pass, with the keypoint check) and the
+#      keypoint network on the close-ups, the localiser on the scenes (hand-cpm-eval: JSON, plots,
+#      an error sheet), and writes the pipeline's annotated images (hand-cpm-detect --out, which
+#      runs the wide pass as the node does).
 # Usage: scripts/real_photos.sh [OUT_DIR]   (default runs/real_photos; refuses an existing one)
 # Models: MODEL=... LOCALIZER=... override the shipped ones.
 set -euo pipefail
@@ -139,6 +140,8 @@ say "labelling with MediaPipe Hands"
 say "the localiser ($LOCALIZER)"
 "$BIN/hand-cpm-eval" --model "$LOCALIZER" --data "$OUT/labelled" --json --plot "$OUT/localizer_pr.png" \
   --no-progress > "$OUT/localizer.json"
+"$BIN/hand-cpm-eval" --model "$LOCALIZER" --wide-factor 1.6 --data "$OUT/labelled" --json --no-progress \
+  > "$OUT/localizer_wide.json"
 "$BIN/hand-cpm-eval" --model "$LOCALIZER" --keypoint-check "$MODEL" --score-threshold 0.25 \
   --data "$OUT/labelled" --json --no-progress > "$OUT/localizer_checked.json"
 say "the localiser on the scenes, boxes drawn by eye"
@@ -154,7 +157,7 @@ say "the pipeline as the node runs it (annotated images)"
 import json
 import sys
 out = sys.argv[1]
-for name in ('localizer', 'localizer_checked', 'scenes_localizer', 'keypoints'):
+for name in ('localizer', 'localizer_wide', 'localizer_checked', 'scenes_localizer', 'keypoints'):
     result = json.loads(open(f'{out}/{name}.json').read().replace('NaN', 'null').strip().splitlines()[-1])
     figures = {key: result[key] for key in ('n', 'hands', 'precision', 'recall', 'ap', 'pck@0.2', 'epe_px')
                if key in result}
