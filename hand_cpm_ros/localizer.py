@@ -419,7 +419,8 @@ class HandLocalizer:
     (merge_scales), finding more small hands for the second pass's compute. `wide_factor` > 1
     adds a wide pass through `backend`: the frame shrunk that much more, its boxes at least
     `wide_min_height` of the frame tall merged in, finding hands that fill the frame and, on real
-    photographs, many more close-ups (WIDE_FACTOR). Satisfies hand_cpm_ros.pipeline.BoxSource.
+    photographs, many more close-ups (WIDE_FACTOR). Satisfies hand_cpm_ros.pipeline.BoxSource:
+    asked for `one_pass`, it runs only the next of its passes (coarse, fine, wide in turn).
     """
 
     def __init__(self, backend: Backend, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
@@ -449,6 +450,9 @@ class HandLocalizer:
         self.score_threshold, self.max_hands, self.nms_iou = score_threshold, max_hands, nms_iou
         self.flip_averaging, self.fine_max_height = flip_averaging, fine_max_height
         self.wide_factor, self.wide_min_height = wide_factor, wide_min_height
+        self.passes = ('coarse', *(('fine',) if fine_backend is not None else ()),
+                       *(('wide',) if wide_factor > 1.0 else ()))
+        self._next_pass = 0  # the pass a one_pass call runs next
 
     def describe(self) -> str:
         """The model and its input size(s), for logs, e.g. 'loc-deep 320x256 + 448x352 for hands
@@ -462,19 +466,23 @@ class HandLocalizer:
                      f'of its height')
         return text
 
-    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
-        """Hands in one frame (BGR, or gray / BGRA / 16-bit, converted), boxes in its pixels."""
+    def detect(self, image_bgr: np.ndarray, one_pass: bool = False) -> list[Detection]:
+        """Hands in one frame (BGR, or gray / BGRA / 16-bit, converted), boxes in its pixels; with
+        `one_pass`, those of the next pass in turn only (each pass's boxes as merge_scales keeps them)."""
         image = as_bgr8(image_bgr)
-        if self.fine_backend is None and self.wide_factor == 1.0:
+        if len(self.passes) == 1:
             return self._detect_at(self.backend, self.codec, image, self.max_hands)
+        run = self.passes
+        if one_pass:
+            run = (self.passes[self._next_pass],)
+            self._next_pass = (self._next_pass + 1) % len(self.passes)
         candidates = CANDIDATES_PER_HAND * self.max_hands
-        fine = ([] if self.fine_backend is None
-                else self._detect_at(self.fine_backend, self.fine_codec, image, candidates))
-        wide = ([] if self.wide_factor == 1.0
-                else self._detect_at(self.backend, self.codec, image, candidates, self.wide_factor))
-        return merge_scales(self._detect_at(self.backend, self.codec, image, candidates), fine,
-                            image.shape[0], self.fine_max_height, self.nms_iou, self.max_hands,
-                            wide, self.wide_min_height)
+        coarse = self._detect_at(self.backend, self.codec, image, candidates) if 'coarse' in run else []
+        fine = self._detect_at(self.fine_backend, self.fine_codec, image, candidates) if 'fine' in run else []
+        wide = (self._detect_at(self.backend, self.codec, image, candidates, self.wide_factor)
+                if 'wide' in run else [])
+        return merge_scales(coarse, fine, image.shape[0], self.fine_max_height, self.nms_iou,
+                            self.max_hands, wide, self.wide_min_height)
 
     def _detect_at(self, backend: Backend, codec: LocalizerCodec, image: np.ndarray,
                    max_hands: int, zoom_out: float = 1.0) -> list[Detection]:

@@ -71,8 +71,10 @@ class BoxSource(Protocol):
     source pixels, score, handedness 'left'/'right'/None). Without one, crops come from tracking
     and external ROIs."""
 
-    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
-        """Hand boxes in a (H, W, 3) uint8 BGR image, in its pixels."""
+    def detect(self, image_bgr: np.ndarray, one_pass: bool = False) -> list[Detection]:
+        """Hand boxes in a (H, W, 3) uint8 BGR image, in its pixels. `one_pass` is asked while
+        tracks follow the hands (the pipeline calls again within localizer_interval frames): a
+        source that looks in several passes may then run only one of them per call, in turn."""
 
 
 MAX_LOCALIZER_INTERVAL = 30  # frames: one second at 30 Hz
@@ -99,9 +101,10 @@ class PipelineSettings:
     min_hand_size: float = 0.03
     tracking: bool = True
     track_half_life: float = DEFAULT_HALF_LIFE_S  # s; see hand_cpm_ros.tracking
-    # While tracking follows a hand, the localiser runs on every localizer_interval-th frame only
-    # (new hands then appear up to interval - 1 frames late); with no track, on every frame. 3
-    # kept every hand and was faster end to end than 1 in each paired node benchmark (README).
+    # While tracking follows a hand, the localiser runs on every localizer_interval-th frame only,
+    # one of its passes at a time (BoxSource.detect's one_pass; new hands then appear up to
+    # interval x passes - 1 frames late); with no track, on every frame, all passes. 3 kept every
+    # hand and was faster end to end than 1 in each paired node benchmark (README).
     localizer_interval: int = 3
     smoothing: bool = False
     min_cutoff: float = 1.0    # One Euro filter: Hz at rest
@@ -367,13 +370,16 @@ class HandPipeline:
             self.tracker.configure_smoothing(pending.min_cutoff, pending.beta)
         return self._settings
 
+    def _tracking(self, settings: PipelineSettings) -> bool:
+        """Whether tracks follow hands into this frame."""
+        return settings.tracking and bool(self.tracker.tracks)
+
     def _localizer_due(self, settings: PipelineSettings) -> bool:
         """Whether the localiser runs on this frame: always while nothing is tracked, else on
         every localizer_interval-th frame."""
         if self.localizer is None:
             return False
-        tracking = settings.tracking and bool(self.tracker.tracks)
-        if tracking and self._frames_since_localizer + 1 < settings.localizer_interval:
+        if self._tracking(settings) and self._frames_since_localizer + 1 < settings.localizer_interval:
             self._frames_since_localizer += 1
             return False
         self._frames_since_localizer = 0
@@ -388,7 +394,7 @@ class HandPipeline:
         candidates: list[CropProposal] = []
         result.localized = self._localizer_due(settings)
         if result.localized:
-            for detection in self.localizer.detect(image_bgr):
+            for detection in self.localizer.detect(image_bgr, one_pass=self._tracking(settings)):
                 handedness = Handedness.UNKNOWN if detection.handedness is None \
                     else Handedness[detection.handedness.upper()]
                 candidates.append(CropProposal(

@@ -217,6 +217,30 @@ def test_a_fine_pass_adds_the_small_hands_only_it_finds(tmp_path, localizer_path
         HandLocalizer(quiet_backend(localizer_path), fine_backend=quiet_backend(fine_path), fine_max_height=0.0)
 
 
+def test_one_pass_at_a_time_runs_coarse_fine_and_wide_in_turn(tmp_path, localizer_path):
+    """While the pipeline tracks hands it asks for one pass per call: each call then gives the
+    boxes that pass contributes to the full merge, and the three calls together give every box."""
+    from hand_cpm_ros.localizer import WIDE_FACTOR
+    fine_path = build_fixed_boxes_localizer(tmp_path / 'fine.onnx', FINE_BOXES_INPUT, (0, 0, 1),
+                                            LocalizerConfig(input_width=448, input_height=352))
+    frame = np.zeros((480, 640, 3), np.uint8)
+    localizer = HandLocalizer(quiet_backend(localizer_path), fine_backend=quiet_backend(fine_path),
+                              max_hands=8, wide_factor=WIDE_FACTOR)
+    assert localizer.passes == ('coarse', 'fine', 'wide')
+    every = {d.box for d in localizer.detect(frame)}
+    turns = [sorted(d.box for d in localizer.detect(frame, one_pass=True)) for _ in range(4)]
+    np.testing.assert_allclose(turns[0], expected_source_boxes(640, 480), atol=1e-3)
+    fine_boxes = expected_source_boxes(640, 480, FINE_BOXES_INPUT, (448, 352))
+    np.testing.assert_allclose(turns[1], fine_boxes[:2], atol=1e-3)   # the third is over 0.3 of the frame
+    # the wide pass sees the coarse input's two boxes 1.6 times larger about the frame's centre
+    heights = np.array(turns[2])[:, 3] - np.array(turns[2])[:, 1]
+    np.testing.assert_allclose(heights, 1.6 * (np.array(turns[0])[:, 3] - np.array(turns[0])[:, 1]), rtol=0.02)
+    assert every <= set(turns[0]) | set(turns[1]) | set(turns[2]) and len(every) == 5  # fine's repeat merged
+    assert turns[3] == turns[0]                                       # and round again
+    alone = HandLocalizer(quiet_backend(localizer_path))              # one pass: every call runs it
+    assert alone.passes == ('coarse',) and alone.detect(frame, one_pass=True) == alone.detect(frame)
+
+
 def test_the_shipped_fine_pass_finds_small_hands_the_localizer_alone_misses():
     """Held-out frames 44, 74 and 195 of `hand-cpm-synth --scene frame --seed 12`: hands of 7-11%
     of the frame height. At the threshold advised with the fine pass (0.40) the shipped localiser

@@ -38,12 +38,15 @@ class CountingBackend:
 
 
 class FixedBoxesLocalizer:
-    """Test double of a hand localiser: returns the detections it was given."""
+    """Test double of a hand localiser: returns the detections it was given and records whether
+    each call asked for one pass only."""
 
     def __init__(self, detections):
         self.detections = detections
+        self.one_pass_calls: list[bool] = []
 
-    def detect(self, image_bgr):
+    def detect(self, image_bgr, one_pass=False):
+        self.one_pass_calls.append(one_pass)
         return list(self.detections)
 
 
@@ -220,6 +223,7 @@ def test_localiser_runs_on_every_nth_frame_while_tracking_and_on_every_frame_wit
     pipeline = HandPipeline(backend, localizer=localizer, localizer_interval=3)
     results = [pipeline.process(grey(), stamp=i / 30) for i in range(7)]
     assert [r.localized for r in results] == [True, False, False, True, False, False, True]
+    assert localizer.one_pass_calls == [False, True, True]  # all passes until a track follows the hand
     # the skipped frames follow the hand by tracking (the test model's keypoints follow its crop, so
     # tracks drift off the localiser's fixed box later on)
     assert [r.hands[0].source for r in results[:3]] == ['localizer', 'track', 'track']
@@ -228,6 +232,7 @@ def test_localiser_runs_on_every_nth_frame_while_tracking_and_on_every_frame_wit
     assert [pipeline.process(grey(), stamp=1 + i / 30).localized for i in range(3)] == [False, True, True]
     pipeline.update_settings(hand_threshold=0.2, tracking=False)
     assert all(pipeline.process(grey(), stamp=2 + i / 30).localized for i in range(4))
+    assert localizer.one_pass_calls[-4:] == [False] * 4
 
 
 def test_hand_smaller_than_min_hand_size_is_dropped(backend):
@@ -306,8 +311,8 @@ def test_flip_averaging_reaches_the_backend(tmp_path):
 def test_settings_are_validated_and_applied_from_the_next_frame(backend):
     pipeline = HandPipeline(backend)
     for bad, message in [({'max_hands': 0}, 'max_hands'), ({'keypoint_threshold': 1.5}, 'keypoint'),
-                         ({'crop_margin': -0.1}, 'crop_margin'), ({'tracking': False, 'smoothing': True},
-                                                                  'smoothing needs tracking'),
+                         ({'crop_margin': -0.1}, 'crop_margin'),
+                         ({'tracking': False, 'smoothing': True}, 'smoothing needs tracking'),
                          ({'min_cutoff': 0.0}, 'min_cutoff'), ({'track_half_life': 0.0}, 'half-life'),
                          ({'localizer_interval': 0}, 'localizer_interval'),
                          ({'localizer_interval': 2.0}, 'localizer_interval'),
