@@ -139,7 +139,7 @@ PARAMETERS = {
         description='Also run the localiser on the frame shrunk this many times more inside grey '
                     'padding and merge in its boxes over a quarter of the frame height: hands that '
                     'fill the frame, and many more real close-ups, found for one more localiser '
-                    'pass. 1 = off',
+                    'pass (while tracks follow hands, the passes take turns). 1 = off',
         floating_point_range=_float_range(1.0, MAX_WIDE_FACTOR), read_only=True)),
     'compressed_input': (False, dict(
         description='Subscribe to image/compressed (CompressedImage) instead of image',
@@ -174,9 +174,10 @@ PARAMETERS = {
                     'keypoint confidence x evidence, so a track the localiser never confirms '
                     'again ends', floating_point_range=_float_range(0.05, 60.0))),
     'localizer_interval': (PipelineSettings.localizer_interval, dict(
-        description='While tracking follows hands, run the localiser on every N-th frame only '
-                    '(saves its cost; a new hand appears up to N-1 frames late); with no track '
-                    'it runs on every frame', integer_range=_int_range(1, MAX_LOCALIZER_INTERVAL))),
+        description='While tracking follows hands, run the localiser on every N-th frame only, '
+                    'one of its passes at a time (saves its cost; a new hand appears up to '
+                    'N x passes - 1 frames late); with no track it runs on every frame, all passes',
+        integer_range=_int_range(1, MAX_LOCALIZER_INTERVAL))),
     'smoothing': (PipelineSettings.smoothing, dict(
         description='One Euro smoothing of keypoints per track',
         additional_constraints='needs tracking')),
