@@ -213,14 +213,17 @@ def test_a_node_that_cannot_start_is_reported_in_one_line(capsys, tmp_path,
 def test_with_a_localiser_hands_are_found_and_tracked(model_path, tmp_path,
                                                       isolated_ros_environment):
     """The default mode: the node's own localiser (a fixed-boxes TEST MODEL that always reports
-    the same two hands) proposes the crops; tracking keeps their ids over the stream."""
+    the same two hands) proposes the crops; tracking keeps their ids over the stream. Its boxes are
+    fixed in its input, not on the image, so a wide pass would see them elsewhere in the frame (two
+    other hands on the frames where it takes its turn): it is off here."""
     pytest.importorskip('hand_cpm_train.localizer_model')
     from fixed_boxes_localizer import build_fixed_boxes_localizer
 
     localizer = build_fixed_boxes_localizer(tmp_path / 'fixed_boxes_localizer.onnx')
     out = tmp_path / 'out'
     assert demo.main(['--out', str(out), '--frames', '8', '--hands', '1', '--model',
-                      str(model_path), '--localizer', str(localizer)]) == 0
+                      str(model_path), '--localizer', str(localizer),
+                      '--param', 'localizer_wide_factor:=1.0']) == 0
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['localizer'] == str(localizer.resolve()) and not summary['regions_from_truth']
     records = [json.loads(line) for line in (out / 'results.jsonl').read_text().splitlines()]
