@@ -370,16 +370,12 @@ class HandPipeline:
             self.tracker.configure_smoothing(pending.min_cutoff, pending.beta)
         return self._settings
 
-    def _tracking(self, settings: PipelineSettings) -> bool:
-        """Whether tracks follow hands into this frame."""
-        return settings.tracking and bool(self.tracker.tracks)
-
-    def _localizer_due(self, settings: PipelineSettings) -> bool:
-        """Whether the localiser runs on this frame: always while nothing is tracked, else on
-        every localizer_interval-th frame."""
+    def _localizer_due(self, settings: PipelineSettings, tracking: bool) -> bool:
+        """Whether the localiser runs on this frame: always while nothing is tracked, else
+        (`tracking`) on every localizer_interval-th frame."""
         if self.localizer is None:
             return False
-        if self._tracking(settings) and self._frames_since_localizer + 1 < settings.localizer_interval:
+        if tracking and self._frames_since_localizer + 1 < settings.localizer_interval:
             self._frames_since_localizer += 1
             return False
         self._frames_since_localizer = 0
@@ -392,9 +388,10 @@ class HandPipeline:
         says whether the localiser ran; `frame_time` (seconds) fades the tracks' evidence."""
         height, width = image_bgr.shape[:2]
         candidates: list[CropProposal] = []
-        result.localized = self._localizer_due(settings)
+        tracking = settings.tracking and bool(self.tracker.tracks)  # tracks follow hands into this frame
+        result.localized = self._localizer_due(settings, tracking)
         if result.localized:
-            for detection in self.localizer.detect(image_bgr, one_pass=self._tracking(settings)):
+            for detection in self.localizer.detect(image_bgr, one_pass=tracking):
                 handedness = Handedness.UNKNOWN if detection.handedness is None \
                     else Handedness[detection.handedness.upper()]
                 candidates.append(CropProposal(
