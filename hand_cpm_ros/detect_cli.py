@@ -1,7 +1,11 @@
 """hand-cpm-detect: hand keypoints in image and video files, with the node's HandPipeline.
 
-    hand-cpm-detect IMAGE_OR_VIDEO... [--box X0,Y0,X1,Y1] [--json] [--out DIR] [--model PATH]
-                    [--localizer PATH] [--fine-localizer [PATH]]
+    hand-cpm-detect IMAGE_OR_VIDEO_OR_DIR... [--box X0,Y0,X1,Y1] [--json] [--out DIR]
+                    [--model PATH] [--localizer PATH] [--fine-localizer [PATH]]
+
+A directory stands for its image and video files (not its subdirectories), in name order; other
+files in it are passed over. A file that cannot be decoded is reported on stderr and skipped, the
+others are still processed, and the exit code is then 2.
 
 Without --box the hand localiser (--localizer, default models/hand_localizer.onnx) finds every
 hand in each frame (at most --max-hands); with --box that box is used instead. --fine-localizer
@@ -41,6 +45,10 @@ class CliError(Exception):
     """A user error: printed as one line, exit code 2."""
 
 
+class UnreadableInput(Exception):
+    """One input file that cannot be decoded: reported and skipped, the run goes on."""
+
+
 def parse_box(text: str) -> tuple[float, float, float, float]:
     """'X0,Y0,X1,Y1' (source pixels) -> a box with x1 > x0 and y1 > y0."""
     try:
@@ -58,9 +66,10 @@ def get_args_parser() -> argparse.ArgumentParser:
         prog='hand-cpm-detect',
         description='Find the 21 keypoints of hands in images and videos (the node\'s pipeline, '
                     'offline).')
-    parser.add_argument('inputs', nargs='+', type=Path, metavar='IMAGE_OR_VIDEO',
+    parser.add_argument('inputs', nargs='+', type=Path, metavar='IMAGE_OR_VIDEO_OR_DIR',
                         help=f'image ({", ".join(sorted(IMAGE_SUFFIXES))}) or video '
-                             f'({", ".join(sorted(VIDEO_SUFFIXES))}) files')
+                             f'({", ".join(sorted(VIDEO_SUFFIXES))}) files, or directories of '
+                             f'them (their files in name order)')
     parser.add_argument('--box', type=parse_box, metavar='X0,Y0,X1,Y1',
                         help='the hand\'s box in source pixels, used for every image/frame '
                              '(skips the localiser)')
@@ -156,14 +165,28 @@ def _plan_outputs(inputs: list[Path], out_dir: Path | None, overwrite: bool) -> 
     return outputs
 
 
-def _check_inputs(inputs: list[Path]) -> None:
+def _expand_inputs(inputs: list[Path]) -> list[Path]:
+    """The input files: each file as given, each directory's image and video files in name
+    order; CliError for a missing path, a file of another type or a directory without any."""
+    kinds = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+    files: list[Path] = []
     for path in inputs:
-        if not path.is_file():
-            raise CliError(f'input {path} does not exist or is not a file')
-        if path.suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+        if path.is_dir():
+            found = sorted(entry for entry in path.iterdir()
+                           if entry.is_file() and entry.suffix.lower() in kinds)
+            if not found:
+                raise CliError(f'directory {path} holds no image ({", ".join(sorted(IMAGE_SUFFIXES))}) '
+                               f'or video ({", ".join(sorted(VIDEO_SUFFIXES))}) files')
+            files.extend(found)
+        elif not path.is_file():
+            raise CliError(f'input {path} does not exist')
+        elif path.suffix.lower() not in kinds:
             raise CliError(f'input {path}: unsupported file type {path.suffix!r}; images: '
                            f'{", ".join(sorted(IMAGE_SUFFIXES))}; videos: '
                            f'{", ".join(sorted(VIDEO_SUFFIXES))}')
+        else:
+            files.append(path)
+    return files
 
 
 def _frames(path: Path):
@@ -172,12 +195,12 @@ def _frames(path: Path):
     if path.suffix.lower() in IMAGE_SUFFIXES:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
-            raise CliError(f'cannot read image {path}: not a readable image file')
+            raise UnreadableInput('not a readable image file')
         yield None, None, None, image
         return
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
-        raise CliError(f'cannot open video {path}: not a readable video file')
+        raise UnreadableInput('not a readable video file')
     fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
     index = 0
     try:
@@ -190,7 +213,7 @@ def _frames(path: Path):
     finally:
         capture.release()
     if index == 0:
-        raise CliError(f'video {path} has no readable frames')
+        raise UnreadableInput('a video without readable frames')
 
 
 def _describe(path: Path, frame: int | None, result: FrameResult) -> str:
@@ -220,8 +243,8 @@ def run(args: argparse.Namespace) -> None:
     elif args.fine_localizer is not None:
         raise CliError('--fine-localizer finds hands for the localiser; with --box there is none to '
                        'help: drop one of the two')
-    _check_inputs(args.inputs)
-    outputs = _plan_outputs(args.inputs, args.out, args.overwrite)
+    inputs = _expand_inputs(args.inputs)
+    outputs = _plan_outputs(inputs, args.out, args.overwrite)
     model = args.model or default_model_path()
     try:
         backend = create_backend(args.backend, model_path=str(model),
@@ -242,8 +265,9 @@ def run(args: argparse.Namespace) -> None:
         raise CliError(str(error)) from error
     if outputs:
         args.out.mkdir(parents=True, exist_ok=True)
-    for path in tqdm(args.inputs, desc='hand-cpm-detect', unit='file', file=sys.stderr,
-                     disable=len(args.inputs) < 2 or None):
+    skipped: list[Path] = []
+    for path in tqdm(inputs, desc='hand-cpm-detect', unit='file', file=sys.stderr,
+                     disable=len(inputs) < 2 or None):
         pipeline.tracker.end_all()  # separate files are not one scene
         writer = None
         try:
@@ -269,9 +293,15 @@ def run(args: argparse.Namespace) -> None:
                             if not writer.isOpened():
                                 raise CliError(f'cannot write video {outputs[path]}')
                         writer.write(drawn)
+        except UnreadableInput as error:
+            skipped.append(path)
+            tqdm.write(f'hand-cpm-detect: skipped {path}: {error}', file=sys.stderr)
         finally:
             if writer is not None:
                 writer.release()
+    if skipped:
+        raise CliError(f'{len(skipped)} of {len(inputs)} input file(s) could not be read and were '
+                       f'skipped (named above); the others were processed')
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,6 @@
-"""hand-cpm-detect on image and video files with the fixed-peaks TEST MODEL (real ONNX Runtime):
-JSON content in source pixels, annotated output, no silent overwrite, clear errors (exit 2)."""
+"""hand-cpm-detect on image and video files and directories with the fixed-peaks TEST MODEL (real
+ONNX Runtime): JSON content in source pixels, annotated output, no silent overwrite, clear errors
+(exit 2), unreadable files skipped without losing the others."""
 import json
 import subprocess
 import sys
@@ -95,6 +96,41 @@ def test_video_gives_one_record_per_frame_and_an_annotated_video(capsys, model, 
     capture = cv2.VideoCapture(str(tmp_path / 'out' / 'clip.mp4'))
     assert capture.isOpened() and int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
     capture.release()
+
+
+def test_a_directory_stands_for_its_images_and_videos_in_name_order(capsys, model, image, tmp_path):
+    folder = tmp_path / 'photos'
+    folder.mkdir()
+    for name in ('b.png', 'a.JPG'):
+        cv2.imwrite(str(folder / name), cv2.imread(str(image)))
+    (folder / 'a.json').write_text('{}')  # labels beside the images are passed over
+    (folder / 'nested').mkdir()
+    cv2.imwrite(str(folder / 'nested' / 'c.png'), cv2.imread(str(image)))
+    records = run_json(capsys, folder, image, '--box', BOX_ARG, '--json', '--model', model)
+    assert [r['image'] for r in records] == [str(folder / 'a.JPG'), str(folder / 'b.png'), str(image)]
+    for record in records:
+        np.testing.assert_allclose(np.array(record['hands'][0]['keypoints'])[:, :2],
+                                   expected_keypoints(BOX), atol=0.5)
+    (tmp_path / 'empty').mkdir()
+    assert main([str(tmp_path / 'empty'), '--box', BOX_ARG, '--model', str(model)]) == 2
+    assert 'holds no image' in capsys.readouterr().err
+
+
+def test_an_unreadable_file_is_skipped_and_the_others_still_processed(capsys, model, image, tmp_path):
+    broken = tmp_path / 'broken.jpg'
+    broken.write_bytes(b'not a JPEG')
+    late = tmp_path / 'late.png'
+    cv2.imwrite(str(late), cv2.imread(str(image)))
+    assert main([str(image), str(broken), str(late), '--box', BOX_ARG, '--json',
+                 '--model', str(model), '--out', str(tmp_path / 'out')]) == 2
+    captured = capsys.readouterr()
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    assert [r['image'] for r in records] == [str(image), str(late)]
+    assert all(len(r['hands']) == 1 for r in records)
+    assert sorted(p.name for p in (tmp_path / 'out').iterdir()) == ['late.png', 'scene.png']
+    lines = captured.err.splitlines()
+    assert lines[0] == f'hand-cpm-detect: skipped {broken}: not a readable image file'
+    assert lines[-1].startswith('hand-cpm-detect: error: 1 of 3 input file(s) could not be read')
 
 
 @pytest.mark.parametrize('argv, message', [
