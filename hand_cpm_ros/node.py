@@ -288,7 +288,11 @@ class HandCpmNode(Node):
             try:
                 self.declare_parameter(name, default, ParameterDescriptor(name=name, **fields))
             except (InvalidParameterTypeException, InvalidParameterValueException) as error:
-                raise StartupError(f'parameter {name}: {error}') from error
+                hint = ''
+                if isinstance(error, InvalidParameterTypeException) and isinstance(default, float):
+                    hint = (' (ROS 2 reads a number without a decimal point as an integer: '
+                            'give it one, e.g. 1.0 instead of 1, on the command line and in YAML)')
+                raise StartupError(f'parameter {name}: {error}{hint}') from error
         value = {name: self.get_parameter(name).value for name in PARAMETERS}
 
         model_path = value['model_path'] or str(default_model_path())

@@ -478,6 +478,16 @@ def test_missing_model_is_exit_code_2_with_one_clear_line(tmp_path):
     assert len([line for line in text.splitlines() if 'cannot start' in line]) == 1
 
 
+def test_an_integer_for_a_float_parameter_is_exit_code_2_with_the_fix(model_path, tmp_path):
+    log = tmp_path / 'stderr.log'
+    process = start_node(model_path, log, 'crop_margin:=1')
+    assert process.wait(timeout=60) == 2
+    text = log.read_text()
+    (line,) = [line for line in text.splitlines() if 'cannot start' in line]
+    assert 'parameter crop_margin' in line and '1.0 instead of 1' in line
+    assert 'Traceback' not in text
+
+
 def test_missing_fine_localizer_is_exit_code_2_with_one_clear_line(model_path, tmp_path):
     log = tmp_path / 'stderr.log'
     process = start_node(model_path, log, f'fine_localizer_model:={tmp_path / "no_fine.onnx"}')
