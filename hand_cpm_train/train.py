@@ -167,7 +167,11 @@ def _load_config_file(path: str) -> dict:
     if not file.is_file():
         raise UsageError(f'config file {file} does not exist')
     try:
-        values = yaml.safe_load(file.read_text())   # YAML is a superset of JSON
+        values = yaml.safe_load(file.read_text(encoding='utf-8'))   # YAML is a superset of JSON
+    except UnicodeDecodeError as error:
+        raise UsageError(f'config file {file} is not a text file (not UTF-8: {error.reason} at byte '
+                         f'{error.start}); give a YAML or JSON file such as '
+                         f'hand_cpm_train/configs/cpm_lite_s_synth.yaml') from error
     except yaml.YAMLError as error:
         raise UsageError(f'config file {file} is not valid YAML/JSON: {error}') from error
     if not isinstance(values, dict):

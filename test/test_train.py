@@ -244,6 +244,10 @@ def test_bad_arguments_are_one_line_errors(tmp_path, dataset_dirs, capsys):
     bad_config.write_text('epochs: 2\nlearning_rate: 0.1\n')
     assert train.main(['--config', str(bad_config), '--out', str(tmp_path / 'x')]) == 2
     assert "unknown keys ['learning_rate']" in capsys.readouterr().err
+    binary_config = tmp_path / 'photo.jpg'
+    binary_config.write_bytes(b'\xff\xd8\xff\xe0 a JPEG, not a config')
+    assert train.main(['--config', str(binary_config), '--out', str(tmp_path / 'x')]) == 2
+    assert f'config file {binary_config} is not a text file' in capsys.readouterr().err
     assert train.main(['--out', str(tmp_path / 'y')]) == 2
     assert '--data DIR' in capsys.readouterr().err
     assert train.main(['--data', str(tmp_path / 'missing'), '--out', str(tmp_path / 'z')]) == 2
