@@ -45,6 +45,11 @@ SLIDE_SIMILARITY = 0.5
 # their mean vote): a run of sure contrary calls, not one, is needed to tell a slide.
 SLIDE_CALLS = 10
 SLIDE_SIDE_SCORE = 0.75
+# A track reports its vote's side only when the vote is at least this sure, else UNKNOWN: a vote
+# near 0.5 (a first wrong call met by right ones) is no answer. A single call (at least 0.75, the
+# pipeline's MIN_HANDEDNESS_SCORE) is always reported. Chosen on the tracked demo streams of seeds
+# 5-19, where it removed 21 of 49 wrong sides for 3 right ones (docs/pipeline_rules.md).
+MIN_REPORTED_SIDE_SCORE = 0.55
 
 
 class OneEuroFilter:
@@ -161,7 +166,8 @@ class SideVote:
 class Track:
     """A hand followed over consecutive frames; `keypoints` are the (smoothed) latest ones, `evidence`
     the latest observation's, found at `time` (seconds). `handedness` and `handedness_score` are
-    the side voted by its observations (see vote_side)."""
+    the side voted by its observations (see vote_side), or 0 and 0.0 while that vote is less than
+    MIN_REPORTED_SIDE_SCORE sure."""
     track_id: int
     keypoints: np.ndarray
     scores: np.ndarray
@@ -190,7 +196,8 @@ class Track:
                         and self.slide_votes.score >= SLIDE_SIDE_SCORE):
                     self.votes = self.slide_votes
                 self.slide_votes = None
-        self.handedness, self.handedness_score = self.votes.side, self.votes.score
+        sure = self.votes.score >= MIN_REPORTED_SIDE_SCORE
+        self.handedness, self.handedness_score = (self.votes.side, self.votes.score) if sure else (0, 0.0)
 
     def suspect_slide(self) -> None:
         """The track's keypoints jumped: judge its side again on the calls that follow."""

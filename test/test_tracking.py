@@ -5,8 +5,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from hand_cpm_ros.tracking import (SLIDE_CALLS, SLIDE_SIMILARITY, HandTracker, Observation, OneEuroFilter,
-                                   keypoint_similarity)
+from hand_cpm_ros.tracking import (MIN_REPORTED_SIDE_SCORE, SLIDE_CALLS, SLIDE_SIMILARITY, HandTracker,
+                                   Observation, OneEuroFilter, keypoint_similarity)
 
 
 def hand_at(x: float, y: float, size: float = 100.0, score: float = 0.9) -> Observation:
@@ -198,10 +198,22 @@ def test_a_track_side_is_the_vote_of_its_calls_not_the_latest_one():
     for step in range(5):  # a call of 1.0 is clipped: it does not veto five calls of 0.8
         (track,) = one_sure_call.update([sided(100 + step, 2 if step < 4 else 1,
                                                0.8 if step < 4 else 1.0)], 0.033 * step)
-    assert track.handedness == 2
+    assert track.votes.side == 2  # (0.54 sure: reported as no side, MIN_REPORTED_SIDE_SCORE)
     tracker_b = HandTracker()
     (other,) = tracker_b.update([sided(300, 1, 0.6)], 0.0)
     assert (other.handedness, other.handedness_score) == (1, pytest.approx(0.6))  # tracks vote apart
+
+
+def test_a_vote_less_sure_than_the_report_threshold_reports_no_side():
+    tracker = HandTracker()
+    (track,) = tracker.update([sided(100, 2, 0.8)], 0.0)  # one wrong call, then a right one
+    assert (track.handedness, track.handedness_score) == (2, pytest.approx(0.8))
+    (track,) = tracker.update([sided(101, 1, 0.78)], 0.033)  # the vote: right, 0.51 sure
+    assert track.votes.side == 2 and 0.5 < track.votes.score < MIN_REPORTED_SIDE_SCORE
+    assert (track.handedness, track.handedness_score) == (0, 0.0)
+    for step in range(2, 5):  # more right calls make the vote sure of the true side
+        (track,) = tracker.update([sided(100 + step, 1, 0.9)], 0.033 * step)
+    assert track.handedness == 1 and track.handedness_score >= MIN_REPORTED_SIDE_SCORE
 
 
 def test_a_track_side_follows_a_lasting_change_of_the_calls():
