@@ -9,8 +9,9 @@ belief maps straight into source pixels, hands below `hand_threshold` or `min_ha
 dropped, duplicates (two proposals that found the same hand) are removed and the tracker gives
 ids across frames; with tracking, a hand that continues no track must reach `new_hand_threshold`
 to start one. A hand's side call in a frame comes from the keypoint network when it has a
-handedness head and is sure enough (MIN_HANDEDNESS_SCORE), else from the localiser's box when it
-found the hand; the side reported is its track's vote over those calls (HandTracker).
+handedness head and is sure enough (MIN_HANDEDNESS_SCORE) on a hand whose keypoints are sure
+enough (MIN_SIDE_CALL_KEYPOINT_CONFIDENCE), else from the localiser's box when it found the hand;
+the side reported is its track's vote over those calls (HandTracker).
 A hand's score is its mean keypoint confidence times the evidence of the proposal that found it:
 the localiser's score, 1 for an external ROI, or a track's evidence, which fades with
 `track_half_life` until the localiser (or an ROI) finds the hand again. A track whose keypoints
@@ -56,6 +57,11 @@ NESTED_SHARE = 0.7
 # node benchmark's and the demo's streams (1,350 hands), this and NESTED_SHARE took the shipped
 # models from 1,246 hands found with 121 false ones to 1,304 with 57 (docs/pipeline_rules.md).
 REGROW_AREA_RATIO = 1.5
+# The keypoint network's side call on a crop counts only when the hand's mean keypoint confidence
+# is at least this: on tracked demo streams (seeds 5-14, 6,164 calls) 29% of the calls on hands
+# under 0.7 were wrong against 3% above, and a wrong first call sets a new track's side. On the
+# README's two-hand streams the wrong sides fell from 107 to 66 of 8,825 (docs/pipeline_rules.md).
+MIN_SIDE_CALL_KEYPOINT_CONFIDENCE = 0.7
 
 
 class Handedness(enum.IntEnum):
@@ -469,7 +475,7 @@ class HandPipeline:
                     if max(box[2] - box[0], box[3] - box[1]) < min_side:
                         result.dropped['too_small'] += 1
                         continue
-                    if left is not None:
+                    if left is not None and np.mean(scores[row]) >= MIN_SIDE_CALL_KEYPOINT_CONFIDENCE:
                         proposal = _with_crop_handedness(proposal, float(left[index]))
                     found.append(_Found(proposal, keypoints[row], scores[row], score, box,
                                         to_source[index], maps[index]))

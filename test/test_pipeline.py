@@ -9,8 +9,8 @@ import pytest
 from hand_cpm_ros.backends import create_backend
 from hand_cpm_ros.geometry import apply_affine, crop_to_source_affine, square_crop
 from hand_cpm_ros.localizer import Detection
-from hand_cpm_ros.pipeline import (BoxSource, FrameResult, Handedness, HandPipeline,
-                                   backproject_keypoints, default_model_path, draw_result)
+from hand_cpm_ros.pipeline import (MIN_SIDE_CALL_KEYPOINT_CONFIDENCE, BoxSource, FrameResult, Handedness,
+                                   HandPipeline, backproject_keypoints, default_model_path, draw_result)
 
 sys.path.insert(0, str(Path(__file__).parent / 'fixtures'))
 from fixed_peaks_model import (TEST_INPUT_SIZE, TEST_KEYPOINTS_CROP,  # noqa: E402
@@ -291,6 +291,17 @@ def test_keypoint_network_handedness_overrides_the_localiser_when_sure(tmp_path,
     (hand,) = HandPipeline(sided, localizer=localizer).process(grey()).hands
     assert (hand.handedness, hand.handedness_score) == pytest.approx(expected)
     np.testing.assert_allclose(hand.keypoints[9], (150.0, 150.0), atol=0.5)
+
+
+def test_the_keypoint_networks_side_call_counts_only_on_a_hand_of_sure_keypoints(tmp_path):
+    localizer = FixedBoxesLocalizer([Detection((100.0, 100.0, 200.0, 200.0), 0.8, 'right', 0.8)])
+    for peak, expected in [(MIN_SIDE_CALL_KEYPOINT_CONFIDENCE - 0.1, (Handedness.RIGHT, 0.8)),
+                           (MIN_SIDE_CALL_KEYPOINT_CONFIDENCE + 0.1, (Handedness.LEFT, 0.9))]:
+        path = build_fixed_peaks_model(tmp_path / f'peak_{peak}.onnx', left_probability=0.9, peak=peak)
+        sided = create_backend('onnxruntime', str(path), threads=1)
+        (hand,) = HandPipeline(sided, localizer=localizer).process(grey()).hands
+        assert (hand.scores.mean() >= MIN_SIDE_CALL_KEYPOINT_CONFIDENCE) == (peak > MIN_SIDE_CALL_KEYPOINT_CONFIDENCE)
+        assert (hand.handedness, hand.handedness_score) == pytest.approx(expected)
 
 
 def test_flip_averaging_reaches_the_backend(tmp_path):
