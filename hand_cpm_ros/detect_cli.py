@@ -16,9 +16,10 @@ turns that pass off.
 
 --json prints one JSON object per image (per frame for videos) on its own line:
 {"image": PATH, ["frame": N,] "hands": [{"keypoints": [[x, y, score] x 21], "box": [x0, y0, x1, y1],
-"score": s, "handedness": "left|right|unknown"}]}, in source-image pixels (pixel centres at integer
-coordinates). --out DIR writes annotated copies (videos as DIR/<name>.mp4). Frames of one video are
-tracked; separate files are independent.
+"score": s, "handedness": "left|right|unknown", "handedness_score": h, "track_id": T}]}, in
+source-image pixels (pixel centres at integer coordinates). --out DIR writes annotated copies
+(videos as DIR/<name>.mp4). Frames of one video are tracked: a hand keeps its track_id from frame
+to frame; separate files are independent.
 """
 from __future__ import annotations
 
@@ -141,6 +142,8 @@ def result_record(path: Path, result: FrameResult, frame: int | None = None) -> 
         'box': [round(float(value), 3) for value in hand.box],
         'score': round(float(hand.score), 4),
         'handedness': hand.handedness.name.lower(),
+        'handedness_score': round(float(hand.handedness_score), 4),
+        'track_id': hand.track_id,
     } for hand in result.hands]
     return record
 

@@ -57,7 +57,7 @@ def test_json_gives_keypoints_in_source_pixels(capsys, model, image):
     assert hand['score'] == pytest.approx(keypoints[:, 2].mean(), abs=1e-3)
     np.testing.assert_allclose(hand['box'], [*keypoints[:, :2].min(0), *keypoints[:, :2].max(0)],
                                atol=1e-3)
-    assert hand['handedness'] == 'unknown'
+    assert (hand['handedness'], hand['handedness_score'], hand['track_id']) == ('unknown', 0.0, 1)
 
 
 def test_plain_output_is_a_summary_line(capsys, model, image):
@@ -92,6 +92,7 @@ def test_video_gives_one_record_per_frame_and_an_annotated_video(capsys, model, 
                        '--out', tmp_path / 'out')
     assert [r['frame'] for r in records] == [0, 1, 2]
     assert all(r['image'] == str(video) and len(r['hands']) == 1 for r in records)
+    assert [r['hands'][0]['track_id'] for r in records] == [1, 1, 1]  # one hand, tracked
     np.testing.assert_allclose(np.array(records[0]['hands'][0]['keypoints'])[9, :2], (90, 90), atol=0.5)
     capture = cv2.VideoCapture(str(tmp_path / 'out' / 'clip.mp4'))
     assert capture.isOpened() and int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
