@@ -466,7 +466,8 @@ class HandPipeline:
                                                             [to_source[i] for i in chosen])
                 for row, index in enumerate(chosen):
                     proposal = proposals[index]
-                    score = float(np.mean(scores[row])) * proposal.score
+                    keypoint_confidence = float(np.mean(scores[row]))
+                    score = keypoint_confidence * proposal.score
                     if score < settings.hand_threshold:
                         result.dropped['low_score'] += 1
                         continue
@@ -475,7 +476,7 @@ class HandPipeline:
                     if max(box[2] - box[0], box[3] - box[1]) < min_side:
                         result.dropped['too_small'] += 1
                         continue
-                    if left is not None and np.mean(scores[row]) >= MIN_SIDE_CALL_KEYPOINT_CONFIDENCE:
+                    if left is not None and keypoint_confidence >= MIN_SIDE_CALL_KEYPOINT_CONFIDENCE:
                         proposal = _with_crop_handedness(proposal, float(left[index]))
                     found.append(_Found(proposal, keypoints[row], scores[row], score, box,
                                         to_source[index], maps[index]))
