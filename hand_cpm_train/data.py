@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -309,8 +310,14 @@ class EpochSampler(DistributedSampler):
 
 
 def _worker_init(_worker_id: int) -> None:
-    """One torch thread per loader worker: the workers already run in parallel."""
+    """One torch thread per loader worker: the workers already run in parallel. Ctrl-C and
+    SIGTERM sent to the whole process group (a terminal does the first, torchrun the second to each
+    rank's group) are left to the main process: it stops a training run after its step
+    (hand_cpm_train.train.StopRequest), which needs the workers. A worker still ends with its
+    main process: PyTorch's workers watch it."""
     torch.set_num_threads(1)
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_IGN)
 
 
 def make_loader(dataset: HandCropDataset, batch_size: int, shuffle: bool, workers: int, seed: int,

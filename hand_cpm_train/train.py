@@ -13,6 +13,8 @@ run writes the same minus the PCK and belief-map figures, with best.pt by valida
 IoU 0.5). The two tasks share this loop, logging, checkpoints, resume and DDP; a TaskSetup holds
 what differs (model, data, loss, validation).
 `--resume` continues a run from RUN_DIR/last.pt with its saved config: same samples, same order.
+Ctrl-C or SIGTERM stops a run after the step under way and writes last.pt at that step, so
+`--resume` loses nothing; a second Ctrl-C stops at once.
 """
 from __future__ import annotations
 
@@ -24,7 +26,9 @@ import math
 import os
 import random
 import shutil
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -432,6 +436,55 @@ def resolve_device(name: str, local_rank: int = 0, world: int = 1) -> torch.devi
     return torch.device(name)
 
 
+class TrainingStopped(Exception):
+    """A stop was asked for (Ctrl-C, SIGTERM) and last.pt holds the step reached."""
+
+    def __init__(self, signal_name: str, step: int):
+        super().__init__(signal_name, step)
+        self.signal_name, self.step = signal_name, step
+
+
+class StopRequest:
+    """While entered, Ctrl-C (SIGINT) and SIGTERM ask the run to stop at the end of the step
+    under way instead of killing it between checkpoints. A second Ctrl-C stops at once, as
+    usual. Outside the main thread (a run started from another thread) nothing is installed."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signal_name: str | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> 'StopRequest':
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous = {}
+
+    def _handle(self, number: int, _frame) -> None:
+        if self.signal_name is not None and number == signal.SIGINT:
+            self.__exit__()
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(number).name
+        print(f'\n{self.signal_name}: stopping after this step and writing last.pt '
+              '(Ctrl-C again to stop at once)', file=sys.stderr, flush=True)
+
+    def requested(self, world: int, device: torch.device) -> bool:
+        """Whether any process of the run was asked to stop (all ranks agree, so they stop at
+        the same step)."""
+        if world == 1:
+            return self.signal_name is not None
+        flag = torch.tensor([self.signal_name is not None], dtype=torch.int32, device=device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        if flag.item() and self.signal_name is None:
+            self.signal_name = 'SIGTERM'     # another rank's signal; torchrun forwards SIGTERM
+        return bool(flag.item())
+
+
 class RunLog:
     """log.csv + TensorBoard + the in-checkpoint history, written by rank 0 only."""
 
@@ -634,22 +687,32 @@ def train(config: dict, state: dict | None) -> int:
             'train_config': config, 'history': history})
 
     window: dict[str, float] = {}
+    stop = StopRequest()
+
+    def stop_if_requested(saved: bool) -> None:
+        if stop.requested(world, device):
+            if main_process and not saved:
+                checkpoint('last.pt', step // steps_per_epoch)
+            raise TrainingStopped(stop.signal_name, step)
 
     def on_step(new_step: int, losses: dict[str, float], lr: float) -> None:
         nonlocal step
         step = new_step
-        if not main_process:
-            return
-        for name, value in losses.items():
-            window[name] = window.get(name, 0.0) + value
-        window['count'] = window.get('count', 0) + 1
-        if step % config['log_every'] == 0:
-            count = window.pop('count')
-            log.add({'kind': 'train', 'step': step, 'epoch': step / steps_per_epoch, 'lr': lr,
-                     **{f'loss_{name}': value / count for name, value in window.items()}})
-            window.clear()
-        if step % config['save_every_steps'] == 0:
-            checkpoint('last.pt', step // steps_per_epoch)
+        saved = False
+        if main_process:
+            for name, value in losses.items():
+                window[name] = window.get(name, 0.0) + value
+            window['count'] = window.get('count', 0) + 1
+            if step % config['log_every'] == 0:
+                count = window.pop('count')
+                log.add({'kind': 'train', 'step': step, 'epoch': step / steps_per_epoch, 'lr': lr,
+                         **{f'loss_{name}': value / count for name, value in window.items()}})
+                window.clear()
+            if step % config['save_every_steps'] == 0:
+                checkpoint('last.pt', step // steps_per_epoch)
+                saved = True
+        if step % steps_per_epoch and step != config['max_steps']:   # the epoch's end checks after validating
+            stop_if_requested(saved)
 
     def validate(epoch: int) -> None:
         nonlocal best
@@ -668,30 +731,39 @@ def train(config: dict, state: dict | None) -> int:
 
     start_epoch, done_in_epoch = divmod(step, steps_per_epoch)
     try:
-        for epoch in range(start_epoch, config['epochs']):
-            if config['max_steps'] is not None and step >= config['max_steps']:
-                break
-            sampler.set_position(epoch, done_in_epoch * config['batch_size'])
-            setup.train_set.set_epoch(epoch)
-            step = engine.train_one_epoch(
-                trained, train_loader, optimizer, scheduler, scaler, device, epoch=epoch, step=step,
-                max_steps=config['max_steps'], amp=amp, on_step=on_step,
-                progress=config['progress'] and main_process, batch_loss=setup.batch_loss)
-            done_in_epoch = 0
-            finished = step % steps_per_epoch == 0
-            stopping = not finished or epoch + 1 == config['epochs'] or (
-                config['max_steps'] is not None and step >= config['max_steps'])
-            if main_process:
-                if finished and ((epoch + 1) % config['val_every'] == 0 or stopping):
-                    validate(epoch + 1)
-                elif stopping:
-                    validate(epoch)
-                checkpoint('last.pt', step // steps_per_epoch)
-            if world > 1:
-                torch.distributed.barrier()
+        with stop:
+            for epoch in range(start_epoch, config['epochs']):
+                if config['max_steps'] is not None and step >= config['max_steps']:
+                    break
+                sampler.set_position(epoch, done_in_epoch * config['batch_size'])
+                setup.train_set.set_epoch(epoch)
+                step = engine.train_one_epoch(
+                    trained, train_loader, optimizer, scheduler, scaler, device, epoch=epoch, step=step,
+                    max_steps=config['max_steps'], amp=amp, on_step=on_step,
+                    progress=config['progress'] and main_process, batch_loss=setup.batch_loss)
+                done_in_epoch = 0
+                finished = step % steps_per_epoch == 0
+                stopping = not finished or epoch + 1 == config['epochs'] or (
+                    config['max_steps'] is not None and step >= config['max_steps'])
+                if main_process:
+                    if finished and ((epoch + 1) % config['val_every'] == 0 or stopping):
+                        validate(epoch + 1)
+                    elif stopping:
+                        validate(epoch)
+                    checkpoint('last.pt', step // steps_per_epoch)
+                if not stopping:
+                    stop_if_requested(saved=True)
+                if world > 1:
+                    torch.distributed.barrier()
     except engine.NonFiniteLossError as error:
         print(f'error: {error}', file=sys.stderr)
         return 1
+    except TrainingStopped as stopped:
+        if main_process:
+            command = 'hand-cpm-train' if world == 1 else 'torchrun ... -m hand_cpm_train.train'
+            print(f'stopped by {stopped.signal_name} at step {stopped.step}: {run_dir / "last.pt"} '
+                  f'written; continue with {command} --out {run_dir} --resume', file=sys.stderr)
+        return 128 + signal.Signals[stopped.signal_name].value
     finally:
         if log is not None:
             log.tensorboard.close()

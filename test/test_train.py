@@ -2,7 +2,13 @@
 outputs, an interrupted run resumed to the same result, config files and refusals."""
 import csv
 import json
+import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -225,6 +231,74 @@ def test_a_trained_keypoint_network_widens_unchanged_and_trains_on(tmp_path, dat
     for bad in (['--width-mult', '0.1'], ['--variant', 'cpm-vgg19', '--width-mult', '1.5']):
         assert train.main(short_run(*dataset_dirs, tmp_path / 'no', *bad)) == 2
         assert '--width-mult is for the light keypoint variants' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('signal_number', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
+def test_ctrl_c_or_sigterm_stops_after_the_step_and_resume_goes_on(tmp_path, signal_number):
+    """A real process with a loader worker, signalled as a terminal's Ctrl-C signals (the whole
+    process group) or as a scheduler's SIGTERM: it writes last.pt at the step reached, exits
+    128 + the signal, and --resume goes on from that step."""
+    train_dir = write_synth_dataset(tmp_path / 'train', 40, seed=1)
+    val_dir = write_synth_dataset(tmp_path / 'val', 3, seed=2)
+    out = tmp_path / 'run'
+    arguments = short_run(train_dir, val_dir, out, '--epochs', '100', '--save-every-steps', '1000')
+    arguments[arguments.index('--workers') + 1] = '1'
+    process = subprocess.Popen([sys.executable, '-m', 'hand_cpm_train.train', *arguments],
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not ((out / 'log.csv').exists() and len(read_log(out)) >= 3):   # a few steps logged
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.05)
+    if signal_number == signal.SIGINT:
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        process.send_signal(signal.SIGTERM)
+    error = process.communicate(timeout=120)[1]
+    assert process.returncode == 128 + signal_number, error
+    name = signal.Signals(signal_number).name
+    stopped_at = int(error.split(f'stopped by {name} at step ')[1].split(':')[0])
+    assert f'continue with hand-cpm-train --out {out} --resume' in error
+    assert 3 <= stopped_at < 1000
+    saved = load_checkpoint(out / 'last.pt')
+    assert saved['step'] == stopped_at
+    assert int(read_log(out)[-1]['step']) <= stopped_at
+    assert train.main(['--out', str(out), '--resume', '--max-steps', str(stopped_at + 2)]) == 0
+    assert load_checkpoint(out / 'last.pt')['step'] == stopped_at + 2
+
+
+def test_torchrun_splits_the_data_and_stops_and_resumes_every_rank_together(tmp_path):
+    """DistributedDataParallel on two CPU processes (gloo), started by torchrun as on a GPU
+    machine: each rank takes half of every epoch; Ctrl-C to torchrun (which passes it on to
+    every rank) stops all ranks after the same step with last.pt written, and a resumed
+    torchrun run goes on from it."""
+    train_dir = write_synth_dataset(tmp_path / 'train', 16, seed=1)
+    val_dir = write_synth_dataset(tmp_path / 'val', 2, seed=2)
+    out = tmp_path / 'run'
+    torchrun = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+                '-m', 'hand_cpm_train.train']
+    environment = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    arguments = short_run(train_dir, val_dir, out, '--epochs', '200', '--val-every', '100')
+    arguments[arguments.index('--batch-size') + 1] = '2'
+    process = subprocess.Popen([*torchrun, *arguments], stderr=subprocess.PIPE, text=True,
+                               start_new_session=True, env=environment)
+    deadline = time.monotonic() + 120
+    while not ((out / 'log.csv').exists() and len(read_log(out)) >= 3):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    error = process.communicate(timeout=120)[1]
+    stopped = re.search(r'stopped by SIG(INT|TERM) at step (\d+):', error)   # torchrun passes its signal on
+    assert stopped, error
+    stopped_at = int(stopped[2])
+    assert 'torchrun ... -m hand_cpm_train.train --out' in error
+    assert load_checkpoint(out / 'last.pt')['step'] == stopped_at
+    assert json.loads((out / 'config.json').read_text())['data']['steps_per_epoch'] == 4   # 16 / 2 ranks / 2
+    finished = subprocess.run([*torchrun, '--out', str(out), '--resume', '--no-progress',
+                               '--max-steps', str(stopped_at + 3)],
+                              capture_output=True, text=True, timeout=120, env=environment)
+    assert finished.returncode == 0, finished.stderr
+    assert f'resuming at step {stopped_at}' in finished.stdout
+    assert load_checkpoint(out / 'last.pt')['step'] == stopped_at + 3
 
 
 def test_non_finite_loss_stops_with_a_clear_error(tmp_path, dataset_dirs, capsys):
