@@ -1,18 +1,20 @@
 """The synthetic hand renderer: labels agree with the rendered pixels, left/right mirror, visibility
 from the depth test, determinism per seed, the two JSON formats and the CLI's errors."""
 import json
+import shutil
 from dataclasses import replace
 
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 pytest.importorskip('moderngl')
 pytest.importorskip('pygltflib')
 
 from hand_cpm_ros.keypoints import FINGERTIPS, NUM_KEYPOINTS  # noqa: E402
 from hand_cpm_train.synth import asset  # noqa: E402
-from hand_cpm_train.synth.cli import main  # noqa: E402
+from hand_cpm_train.synth.cli import SETTINGS_FILE, main  # noqa: E402
 from hand_cpm_train.synth.pose import GESTURES, LIMITS, NUM_DOFS, sample_pose  # noqa: E402
 from hand_cpm_train.synth.renderer import Lighting  # noqa: E402
 from hand_cpm_train.synth.mesh import PRIMITIVES, primitive_mesh  # noqa: E402
@@ -224,7 +226,9 @@ def test_cli_crop_format_and_determinism(tmp_path):
     assert run_cli('--out', tmp_path / 'b', '--count', 3, '--seed', 7, '--size', 96) == 0
     assert run_cli('--out', tmp_path / 'c', '--count', 3, '--seed', 8, '--size', 96) == 0
     names = sorted(path.name for path in (tmp_path / 'a').iterdir())
-    assert names == [f'{index:08d}.{ext}' for index in range(3) for ext in ('jpg', 'json')]
+    assert names == [f'{index:08d}.{ext}' for index in range(3) for ext in ('jpg', 'json')] + [SETTINGS_FILE]
+    assert yaml.safe_load((tmp_path / 'a' / SETTINGS_FILE).read_text()) == {
+        'scene': 'crop', 'seed': 7, 'size': [96, 96], 'max_hand_size': 0.8, 'objects': 0}
     for name in names:
         assert (tmp_path / 'a' / name).read_bytes() == (tmp_path / 'b' / name).read_bytes()
     assert (tmp_path / 'a' / '00000000.jpg').read_bytes() != (tmp_path / 'c' / '00000000.jpg').read_bytes()
@@ -296,6 +300,32 @@ def test_cli_rejects_unwritable_and_existing_output(tmp_path, capsys):
     assert run_cli('--out', tmp_path / 'd', '--count', 1, '--size', 64, '--seed', 9,
                    '--overwrite') == 0
     assert (tmp_path / 'd' / '00000000.jpg').read_bytes() != before
+
+
+def test_an_interrupted_render_resumes_to_the_same_files(tmp_path, capsys):
+    """What a kill leaves (a sample without its .json, one not begun, write_atomic's temporary
+    file) is completed by --resume with the recorded settings, to the files of an uninterrupted
+    render."""
+    whole, cut = tmp_path / 'whole', tmp_path / 'cut'
+    assert run_cli('--out', whole, '--count', 4, '--seed', 3, '--size', 64) == 0
+    shutil.copytree(whole, cut)
+    for name in ('00000002.json', '00000003.jpg', '00000003.json'):
+        (cut / name).unlink()
+    (cut / '.00000003.jpg.x1y2.tmp').write_bytes(b'half a JPEG')
+    assert run_cli('--out', cut, '--count', 4, '--seed', 3, '--size', 64) == 2
+    assert '--resume to go on with an interrupted render' in capsys.readouterr().err
+    assert run_cli('--out', cut, '--count', 4, '--seed', 4, '--size', 64, '--resume') == 2
+    assert 'seed differs from' in capsys.readouterr().err
+    assert run_cli('--out', cut, '--count', 4, '--seed', 3, '--size', 64, '--resume', '--overwrite') == 2
+    capsys.readouterr()
+    assert run_cli('--out', cut, '--count', 4, '--seed', 3, '--size', 64, '--resume') == 0
+    assert '2 of 4 samples already in' in capsys.readouterr().out
+    assert sorted(path.name for path in cut.iterdir()) == sorted(path.name for path in whole.iterdir())
+    for path in whole.iterdir():
+        assert (cut / path.name).read_bytes() == path.read_bytes(), path.name
+    (cut / SETTINGS_FILE).unlink()
+    assert run_cli('--out', cut, '--count', 4, '--seed', 3, '--size', 64, '--resume') == 2
+    assert f'has no {SETTINGS_FILE}' in capsys.readouterr().err
 
 
 def test_missing_asset_is_a_clear_error(tmp_path, monkeypatch, capsys):

@@ -5,7 +5,9 @@
     hand-cpm-synth --out data/object_frame --count 2500 --seed 2 --scene frame --max-hand-size 1.3 --objects 4
 
 Image i is drawn from a generator seeded with (seed, i): the same seed gives the same files, with
-any number of workers.
+any number of workers. The settings that shape the pixels are kept in OUT/synth_settings.yaml;
+each file is written whole or not at all (the annotation last), so an interrupted render goes on
+with the same command and `--resume`, which renders only the samples that are missing.
 """
 from __future__ import annotations
 
@@ -14,18 +16,23 @@ import json
 import multiprocessing
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
+import yaml
 
+from hand_cpm_ros.files import write_atomic
 from hand_cpm_train.synth.asset import AssetNotFoundError, find_asset_dir
 from hand_cpm_train.synth.scene import (DEFAULT_MAX_HAND_SIZE, DEFAULT_SIZES, MAX_HAND_SIZE, MAX_OBJECTS,
                                         MIN_HAND_SIZE, SCENES, render_sample)
 
 NAME_DIGITS = 8
 _SAMPLE_FILE = re.compile(r'^\d{%d}\.(jpg|json)$' % NAME_DIGITS)
+_TEMPORARY_FILE = re.compile(r'^\.\d{%d}\.(jpg|json)\..*\.tmp$' % NAME_DIGITS)   # write_atomic's, left by a kill
+SETTINGS_FILE = 'synth_settings.yaml'
 PREVIEW_SAMPLES = 16
 MAX_SIZE = 4096
 MIN_SIZE = 32
@@ -58,6 +65,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--overwrite', action='store_true',
                         help='replace NNNNNNNN.jpg/.json files already in --out (all of them are '
                              'deleted first) and an existing --preview file')
+    parser.add_argument('--resume', action='store_true',
+                        help=f'go on with an interrupted render: only the samples missing from --out '
+                             f'are rendered; the settings must be those in OUT/{SETTINGS_FILE}')
     return parser
 
 
@@ -81,7 +91,42 @@ def _existing_samples(directory: Path) -> list[Path]:
     return sorted(path for path in directory.iterdir() if _SAMPLE_FILE.match(path.name))
 
 
-def _prepare_output(args: argparse.Namespace) -> None:
+def pixel_settings(args: argparse.Namespace, size: tuple[int, int]) -> dict:
+    """The settings that decide every sample's pixels and labels (with the index), as kept in
+    OUT/synth_settings.yaml."""
+    return {'scene': args.scene, 'seed': args.seed, 'size': list(size),
+            'max_hand_size': args.max_hand_size, 'objects': args.objects}
+
+
+def _missing_after_check(out: Path, settings: dict, count: int) -> list[int]:
+    """--resume: the indices below `count` still to render, once OUT's recorded settings are
+    known to be these; temporary files of an interrupted write are removed."""
+    recorded_path = out / SETTINGS_FILE
+    if not recorded_path.is_file():
+        raise UsageError(f'--resume: {out} has no {SETTINGS_FILE}, so the settings of its samples '
+                         f'are unknown; render into a new directory, or use --overwrite')
+    try:
+        recorded = yaml.safe_load(recorded_path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise UsageError(f'--resume: {recorded_path} is unreadable ({type(error).__name__}); '
+                         f'use --overwrite to render {out} afresh')
+    if recorded != settings:
+        differ = sorted(key for key in settings if not isinstance(recorded, dict)
+                        or recorded.get(key) != settings[key])
+        raise UsageError(f'--resume: {", ".join(differ) or "the settings"} '
+                         f'{"differs" if len(differ) == 1 else "differ"} from {recorded_path} '
+                         f'({recorded}); give the same settings as the first run')
+    for path in out.iterdir():
+        if _TEMPORARY_FILE.match(path.name):
+            path.unlink()
+    return [index for index in range(count)
+            if not (out / f'{sample_name(index)}.json').is_file()
+            or not (out / f'{sample_name(index)}.jpg').is_file()]
+
+
+def _prepare_output(args: argparse.Namespace, settings: dict) -> list[int]:
+    """Check --out and --preview, clear or resume --out, record the settings; the indices to
+    render."""
     out: Path = args.out
     if out.exists() and not out.is_dir():
         raise UsageError(f'--out {out} is a file, not a directory: choose a directory')
@@ -91,10 +136,15 @@ def _prepare_output(args: argparse.Namespace) -> None:
         raise UsageError(f'cannot create --out {out}: {error.strerror}; choose a writable directory')
     if not os.access(out, os.W_OK | os.X_OK):
         raise UsageError(f'--out {out} is not writable: choose a writable directory')
+    if args.resume and args.overwrite:
+        raise UsageError('--resume keeps the samples in --out and --overwrite deletes them: give one')
     existing = _existing_samples(out)
-    if existing and not args.overwrite:
+    if existing and not (args.overwrite or args.resume):
         raise UsageError(f'--out {out} already holds {len(existing)} sample files '
-                         f'(e.g. {existing[0].name}): use another directory or --overwrite')
+                         f'(e.g. {existing[0].name}): use another directory, --resume to go on '
+                         f'with an interrupted render, or --overwrite')
+    indices = (_missing_after_check(out, settings, args.count) if args.resume
+               else list(range(args.count)))
     if args.preview is not None:
         if args.preview.exists() and not args.overwrite:
             raise UsageError(f'--preview {args.preview} exists: choose another file or --overwrite')
@@ -103,8 +153,11 @@ def _prepare_output(args: argparse.Namespace) -> None:
                              f'not writable')
         if args.preview.suffix.lower() != '.png':
             raise UsageError(f'--preview {args.preview} must be a .png file')
-    for path in existing:
-        path.unlink()
+    if not args.resume:
+        for path in existing:
+            path.unlink()
+        write_atomic(out / SETTINGS_FILE, yaml.safe_dump(settings, sort_keys=False).encode())
+    return indices
 
 
 def _validate(args: argparse.Namespace) -> tuple[int, int]:
@@ -137,7 +190,8 @@ def sample_name(index: int) -> str:
 
 def write_sample(out: Path, scene: str, seed: int, index: int, size: tuple[int, int],
                  max_hand_size: float = DEFAULT_MAX_HAND_SIZE, max_objects: int = 0) -> None:
-    """Render image `index` and write NNNNNNNN.jpg (with the scene's JPEG quality) and .json."""
+    """Render image `index` and write NNNNNNNN.jpg (with the scene's JPEG quality) and .json,
+    each whole or not at all, the .json last: a sample with its .json is complete."""
     rendered = render_sample(scene, seed, index, size, max_hand_size, max_objects)
     annotation = rendered.crop_annotation() if scene == 'crop' else rendered.frame_annotation()
     stem = out / sample_name(index)
@@ -145,14 +199,16 @@ def write_sample(out: Path, scene: str, seed: int, index: int, size: tuple[int, 
                                [cv2.IMWRITE_JPEG_QUALITY, rendered.params.jpeg_quality])
     if not ok:
         raise RuntimeError(f'JPEG encoding failed for image {index}')
-    stem.with_suffix('.jpg').write_bytes(encoded.tobytes())
-    stem.with_suffix('.json').write_text(json.dumps(annotation, separators=(',', ':')) + '\n')
+    write_atomic(stem.with_suffix('.jpg'), encoded.tobytes())
+    write_atomic(stem.with_suffix('.json'), (json.dumps(annotation, separators=(',', ':')) + '\n').encode())
 
 
 def _init_worker() -> None:
     # One process per core: llvmpipe rasterises in the calling thread instead of spawning its own
     # threads (same pixels, less contention). Must be set before the worker creates its context.
     os.environ.setdefault('LP_NUM_THREADS', '0')
+    # Ctrl-C reaches every process of the command: the main one reports it and ends the pool.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _write_task(task: tuple[Path, str, int, int, tuple[int, int], float, int]) -> int:
@@ -185,28 +241,36 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     try:
         size = _validate(args)
-        _prepare_output(args)
+        indices = _prepare_output(args, pixel_settings(args, size))
     except UsageError as error:
         print(f'hand-cpm-synth: error: {error}', file=sys.stderr)
         return 2
     from tqdm import tqdm
 
-    indices = list(range(args.count))
+    if args.resume:
+        print(f'{args.count - len(indices)} of {args.count} samples already in {args.out}; '
+              f'rendering the other {len(indices)}')
     tasks = [(args.out, args.scene, args.seed, index, size, args.max_hand_size, args.objects)
              for index in indices]
     progress = tqdm(total=len(tasks), unit='img', desc=f'{args.scene} {size[0]}x{size[1]}')
-    if args.workers == 1:
-        for task in tasks:
-            _write_task(task)
-            progress.update()
-    else:
-        # 'spawn': every worker starts clean and creates its own GL context.
-        with multiprocessing.get_context('spawn').Pool(args.workers, _init_worker) as pool:
-            for _ in pool.imap_unordered(_write_task, tasks, chunksize=4):
+    try:
+        if args.workers == 1:
+            for task in tasks:
+                _write_task(task)
                 progress.update()
+        else:
+            # 'spawn': every worker starts clean and creates its own GL context.
+            with multiprocessing.get_context('spawn').Pool(args.workers, _init_worker) as pool:
+                for _ in pool.imap_unordered(_write_task, tasks, chunksize=4):
+                    progress.update()
+    except KeyboardInterrupt:
+        progress.close()
+        print(f'interrupted after {progress.n} of {len(tasks)} samples; the same command with '
+              f'--resume renders the rest', file=sys.stderr)
+        return 130
     progress.close()
     if args.preview is not None:
-        write_preview(args.out, indices[:PREVIEW_SAMPLES], args.preview)
+        write_preview(args.out, list(range(min(args.count, PREVIEW_SAMPLES))), args.preview)
     return 0
 
 
