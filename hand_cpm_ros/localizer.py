@@ -43,7 +43,7 @@ DEFAULT_SCORE_THRESHOLD = 0.35
 # hand_threshold can never become a hand, and the boxes between it and DEFAULT_SCORE_THRESHOLD
 # add the hands the keypoint network is sure of. Frame by frame on the 600 validation frames
 # (seed 11), every hand new (0.25): 439 of 677 found with 55 false against 425 with 55 at 0.35
-# (README, "The node").
+# (docs/node_options.md).
 PIPELINE_SCORE_THRESHOLD = 0.2
 DEFAULT_MAX_HANDS = 2
 # Below this probability (of left, or of right) a hand's side is reported unknown rather than as a

@@ -95,7 +95,7 @@ class PipelineSettings:
     # A localiser hand scores (mean keypoint confidence) x (localiser score), so the keypoint
     # network checks every box the localiser gives (from localizer.PIPELINE_SCORE_THRESHOLD, also
     # 0.2). Frame by frame on 300 held-out frames (tracking off) 0.2 finds 229 of 330 hands with 38
-    # false against 232 with 78 at 0.15; the tracked streams are level (README, "The node").
+    # false against 232 with 78 at 0.15; the tracked streams are level (docs/node_options.md).
     hand_threshold: float = 0.2
     # With tracking, a hand that continues no track must score this much to start one (as trackers
     # that start tracks on confident detections only and continue them on weaker ones).
