@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKED = ['hand_cpm_ros', 'hand_cpm_train', 'launch', 'scripts', 'test', 'setup.py']
+CHECKED = ['hand_cpm_ros', 'hand_cpm_train', 'launch', 'scripts', 'test', 'examples', 'setup.py']
 
 
 def test_flake8_finds_nothing():

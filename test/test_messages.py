@@ -1,6 +1,7 @@
 """The package's messages: they import, the HandKeypoints constants match the shared keypoint
 table, a fully filled HandKeypointsArray crosses processes over real DDS with every field intact,
-and HandRegions are built from boxes with the image's header."""
+and HandRegions are built from boxes with the image's header; the example consumer
+(examples/pinch_watcher.py) reads them across processes."""
 import math
 import signal
 import subprocess
@@ -95,3 +96,59 @@ def test_array_crosses_processes_intact(ros_context):
     assert len(got.hands[1].keypoints_3d) == 21
     assert math.isnan(got.hands[1].keypoints_3d[3].z)
     assert got.hands[1].keypoints_3d[4].x == pytest.approx(0.04)
+
+
+def _hand(track_id, tip_gap_px, handedness=HandKeypoints.HANDEDNESS_LEFT):
+    """A hand in a 100 px box whose thumb and index tips are `tip_gap_px` apart, all keypoints sure."""
+    from geometry_msgs.msg import Point
+    from sensor_msgs.msg import RegionOfInterest
+
+    hand = HandKeypoints()
+    hand.keypoints = [Point(x=200.0, y=200.0, z=0.0) for _ in range(21)]
+    hand.keypoints[HandKeypoints.INDEX_TIP] = Point(x=200.0 + tip_gap_px, y=200.0, z=0.0)
+    hand.confidences = [0.9] * 21
+    hand.box = RegionOfInterest(x_offset=150, y_offset=150, width=100, height=80)
+    hand.handedness, hand.track_id = handedness, track_id
+    return hand
+
+
+def test_the_example_consumer_reports_pinches_by_track_over_dds(ros_context):
+    """examples/pinch_watcher.py, a separate process, hears a pinching hand start and stop,
+    names its track and side, and says nothing of an open hand or of a hand whose tips are unsure."""
+    import threading
+
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+
+    watcher = subprocess.Popen([sys.executable, str(Path(__file__).parents[1] / 'examples' / 'pinch_watcher.py')],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    threading.Thread(target=lambda: lines.extend(watcher.stdout), daemon=True).start()
+    node = Node('pinch_test_publisher', context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    publisher = node.create_publisher(HandKeypointsArray, 'hands', 10)
+    unsure = _hand(9, 5.0)
+    unsure.confidences[HandKeypoints.THUMB_TIP] = 0.1
+    pinching = HandKeypointsArray(hands=[_hand(7, 10.0), _hand(8, 60.0), unsure])
+    released = HandKeypointsArray(hands=[_hand(7, 40.0), _hand(8, 60.0), unsure])
+
+    def publish_until(msg, text):
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline and not any(text in line for line in lines):
+            if publisher.get_subscription_count():
+                publisher.publish(msg)
+            executor.spin_once(timeout_sec=0.05)
+        return any(text in line for line in lines)
+
+    try:
+        assert publish_until(pinching, 'track 7 (left) pinches, gap 0.10'), lines
+        assert publish_until(released, 'track 7 lets go'), lines
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        watcher.wait(timeout=10)
+        executor.shutdown()
+        node.destroy_node()
+    assert watcher.returncode == 0
+    assert sum('pinches' in line for line in lines) == 1, lines
+    assert not any('track 8' in line or 'track 9' in line for line in lines), lines
