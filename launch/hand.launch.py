@@ -4,6 +4,7 @@ image and the hand markers.
     ros2 launch hand_cpm_ros hand.launch.py image:=/camera/color/image_raw use_rviz:=true
     ros2 launch hand_cpm_ros hand.launch.py use_depth:=true \
         depth:=/camera/aligned_depth_to_color/image_raw camera_info:=/camera/color/camera_info
+    ros2 launch hand_cpm_ros hand.launch.py use_sim_time:=true use_rviz:=true   # beside ros2 bag play --clock
 
 backend, model and engine override the same parameters of params_file.
 """
@@ -50,7 +51,10 @@ def generate_launch_description() -> LaunchDescription:
                               description='Namespace of the node and its output topics'),
         DeclareLaunchArgument('use_rviz', default_value='false',
                               description='Start RViz with config/hand.rviz (heatmap image, markers)'),
+        DeclareLaunchArgument('use_sim_time', default_value='false',
+                              description='Node and RViz follow /clock, e.g. of ros2 bag play --clock'),
     ]
+    sim_time = {'use_sim_time': ParameterValue(LaunchConfiguration('use_sim_time'), value_type=bool)}
     image = LaunchConfiguration('image')
     hand_node = Node(
         package='hand_cpm_ros', executable='hand_cpm_node', name='hand_cpm_node',
@@ -62,12 +66,12 @@ def generate_launch_description() -> LaunchDescription:
             'use_depth': ParameterValue(LaunchConfiguration('use_depth'), value_type=bool),
             'compressed_input': ParameterValue(LaunchConfiguration('compressed_input'),
                                                value_type=bool),
-        }],
+        }, sim_time],
         remappings=[('image', image), ('image/compressed', [image, '/compressed']),
                     ('camera_info', LaunchConfiguration('camera_info')),
                     ('depth', LaunchConfiguration('depth')),
                     ('hand_regions', LaunchConfiguration('hand_regions'))])
     rviz = Node(package='rviz2', executable='rviz2', name='rviz2', output='screen',
-                arguments=['-d', str(share / 'config' / 'hand.rviz')],
+                arguments=['-d', str(share / 'config' / 'hand.rviz')], parameters=[sim_time],
                 condition=IfCondition(LaunchConfiguration('use_rviz')))
     return LaunchDescription(arguments + [hand_node, rviz])

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / 'launch' / 'hand.launch.py'
 EXPECTED_ARGUMENTS = {'image', 'compressed_input', 'camera_info', 'depth', 'use_depth',
                       'hand_regions', 'backend', 'model', 'engine', 'params_file', 'namespace',
-                      'use_rviz'}
+                      'use_rviz', 'use_sim_time'}
 
 
 def launch_calls(name: str) -> list[ast.Call]:
