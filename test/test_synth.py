@@ -326,6 +326,9 @@ def test_an_interrupted_render_resumes_to_the_same_files(tmp_path, capsys):
     (cut / SETTINGS_FILE).unlink()
     assert run_cli('--out', cut, '--count', 4, '--seed', 3, '--size', 64, '--resume') == 2
     assert f'has no {SETTINGS_FILE}' in capsys.readouterr().err
+    # Nothing rendered yet: --resume simply starts, so one command serves both.
+    assert run_cli('--out', tmp_path / 'fresh', '--count', 4, '--seed', 3, '--size', 64, '--resume') == 0
+    assert all((tmp_path / 'fresh' / path.name).read_bytes() == path.read_bytes() for path in whole.iterdir())
 
 
 def test_missing_asset_is_a_clear_error(tmp_path, monkeypatch, capsys):

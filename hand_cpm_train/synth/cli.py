@@ -143,8 +143,9 @@ def _prepare_output(args: argparse.Namespace, settings: dict) -> list[int]:
         raise UsageError(f'--out {out} already holds {len(existing)} sample files '
                          f'(e.g. {existing[0].name}): use another directory, --resume to go on '
                          f'with an interrupted render, or --overwrite')
-    indices = (_missing_after_check(out, settings, args.count) if args.resume
-               else list(range(args.count)))
+    # --resume where nothing was rendered yet (no samples, no settings) simply starts.
+    resuming = args.resume and bool(existing or (out / SETTINGS_FILE).exists())
+    indices = _missing_after_check(out, settings, args.count) if resuming else list(range(args.count))
     if args.preview is not None:
         if args.preview.exists() and not args.overwrite:
             raise UsageError(f'--preview {args.preview} exists: choose another file or --overwrite')
@@ -153,7 +154,7 @@ def _prepare_output(args: argparse.Namespace, settings: dict) -> list[int]:
                              f'not writable')
         if args.preview.suffix.lower() != '.png':
             raise UsageError(f'--preview {args.preview} must be a .png file')
-    if not args.resume:
+    if not resuming:
         for path in existing:
             path.unlink()
         write_atomic(out / SETTINGS_FILE, yaml.safe_dump(settings, sort_keys=False).encode())
