@@ -481,7 +481,7 @@ class StopRequest:
         flag = torch.tensor([self.signal_name is not None], dtype=torch.int32, device=device)
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         if flag.item() and self.signal_name is None:
-            self.signal_name = 'SIGTERM'     # another rank's signal; torchrun forwards SIGTERM
+            self.signal_name = 'SIGTERM'     # only another rank was signalled (torchrun signals all)
         return bool(flag.item())
 
 
