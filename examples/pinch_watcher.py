@@ -1,9 +1,11 @@
 """A consumer of hand_cpm_node's `hands` topic, as a gesture node would be: it logs when a tracked
-hand starts and stops pinching (thumb tip and index tip closer than `pinch_ratio` of the hand's
-box). It shows what a consumer uses: the keypoint constants, the confidences, the box, the side
-and the track id.
+hand starts pinching (thumb tip and index tip closer than `pinch_ratio` of the hand's box) and
+when it lets go (further apart than `release_ratio`: the gap between the two keeps a pinch near
+the threshold from flickering). It shows what a consumer uses: the keypoint constants, the
+confidences, the box, the side and the track id.
 
     .venv/bin/python examples/pinch_watcher.py --ros-args -r hands:=/hands -p pinch_ratio:=0.2
+    .venv/bin/python examples/pinch_watcher.py --ros-args -r hands:=/hand_cpm_demo/hands   # beside hand-cpm-demo
 """
 import math
 import sys
@@ -30,6 +32,7 @@ class PinchWatcher(Node):
     def __init__(self):
         super().__init__('pinch_watcher')
         self.pinch_ratio = self.declare_parameter('pinch_ratio', 0.2).value
+        self.release_ratio = self.declare_parameter('release_ratio', 0.3).value
         self.min_confidence = self.declare_parameter('min_confidence', 0.3).value
         self.pinching: set[int] = set()     # track ids
         self.create_subscription(HandKeypointsArray, 'hands', self.on_hands, 10)
@@ -38,11 +41,13 @@ class PinchWatcher(Node):
         now_pinching = set()
         for hand in msg.hands:
             gap = pinch_gap(hand, self.min_confidence)
+            was_pinching = hand.track_id in self.pinching
             if gap is None:                  # unsure: keep the hand's last state
-                now_pinching |= {hand.track_id} & self.pinching
-            elif gap < self.pinch_ratio:
+                if was_pinching:
+                    now_pinching.add(hand.track_id)
+            elif gap < (self.release_ratio if was_pinching else self.pinch_ratio):
                 now_pinching.add(hand.track_id)
-                if hand.track_id not in self.pinching:
+                if not was_pinching:
                     side = SIDES.get(hand.handedness, 'unknown side')
                     self.get_logger().info(f'track {hand.track_id} ({side}) pinches, gap {gap:.2f}')
         for track_id in self.pinching - now_pinching:

@@ -113,8 +113,9 @@ def _hand(track_id, tip_gap_px, handedness=HandKeypoints.HANDEDNESS_LEFT):
 
 
 def test_the_example_consumer_reports_pinches_by_track_over_dds(ros_context):
-    """examples/pinch_watcher.py, a separate process, hears a pinching hand start and stop,
-    names its track and side, and says nothing of an open hand or of a hand whose tips are unsure."""
+    """examples/pinch_watcher.py, a separate process, hears a pinching hand start and stop (not
+    at a gap between pinch_ratio and release_ratio), names its track and side, and says nothing
+    of an open hand or of a hand whose tips are unsure."""
     import threading
 
     from rclpy.executors import SingleThreadedExecutor
@@ -131,6 +132,7 @@ def test_the_example_consumer_reports_pinches_by_track_over_dds(ros_context):
     unsure = _hand(9, 5.0)
     unsure.confidences[HandKeypoints.THUMB_TIP] = 0.1
     pinching = HandKeypointsArray(hands=[_hand(7, 10.0), _hand(8, 60.0), unsure])
+    loosened = HandKeypointsArray(hands=[_hand(7, 25.0), _hand(8, 60.0), unsure])   # under release_ratio
     released = HandKeypointsArray(hands=[_hand(7, 40.0), _hand(8, 60.0), unsure])
 
     def publish_until(msg, text):
@@ -143,7 +145,11 @@ def test_the_example_consumer_reports_pinches_by_track_over_dds(ros_context):
 
     try:
         assert publish_until(pinching, 'track 7 (left) pinches, gap 0.10'), lines
-        assert publish_until(released, 'track 7 lets go'), lines
+        for _ in range(20):
+            publisher.publish(loosened)
+            executor.spin_once(timeout_sec=0.05)
+        assert not any('lets go' in line for line in lines), lines   # a gap of 0.25 still pinches
+        assert publish_until(released, 'track 7 lets go'), lines   # 0.4 does not
     finally:
         watcher.send_signal(signal.SIGINT)
         watcher.wait(timeout=10)
