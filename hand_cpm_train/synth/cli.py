@@ -98,9 +98,10 @@ def pixel_settings(args: argparse.Namespace, size: tuple[int, int]) -> dict:
             'max_hand_size': args.max_hand_size, 'objects': args.objects}
 
 
-def _missing_after_check(out: Path, settings: dict, count: int) -> list[int]:
-    """--resume: the indices below `count` still to render, once OUT's recorded settings are
-    known to be these; temporary files of an interrupted write are removed."""
+def _missing_after_check(out: Path, settings: dict, count: int, existing: list[Path]) -> list[int]:
+    """--resume: the indices below `count` without both files among the `existing` samples,
+    once OUT's recorded settings are known to be these; temporary files of an interrupted write
+    are removed."""
     recorded_path = out / SETTINGS_FILE
     if not recorded_path.is_file():
         raise UsageError(f'--resume: {out} has no {SETTINGS_FILE}, so the settings of its samples '
@@ -119,9 +120,9 @@ def _missing_after_check(out: Path, settings: dict, count: int) -> list[int]:
     for path in out.iterdir():
         if _TEMPORARY_FILE.match(path.name):
             path.unlink()
+    present = {path.name for path in existing}
     return [index for index in range(count)
-            if not (out / f'{sample_name(index)}.json').is_file()
-            or not (out / f'{sample_name(index)}.jpg').is_file()]
+            if f'{sample_name(index)}.json' not in present or f'{sample_name(index)}.jpg' not in present]
 
 
 def _prepare_output(args: argparse.Namespace, settings: dict) -> list[int]:
@@ -145,7 +146,8 @@ def _prepare_output(args: argparse.Namespace, settings: dict) -> list[int]:
                          f'with an interrupted render, or --overwrite')
     # --resume where nothing was rendered yet (no samples, no settings) simply starts.
     resuming = args.resume and bool(existing or (out / SETTINGS_FILE).exists())
-    indices = _missing_after_check(out, settings, args.count) if resuming else list(range(args.count))
+    indices = (_missing_after_check(out, settings, args.count, existing) if resuming
+               else list(range(args.count)))
     if args.preview is not None:
         if args.preview.exists() and not args.overwrite:
             raise UsageError(f'--preview {args.preview} exists: choose another file or --overwrite')
