@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The shipped models on real photographs, the only ones of hands to be had on the build machine:
+# The shipped models on real photographs of hands that can be had on the build machine:
 # - close-ups: the assets of the npm package fingerpose@0.1.0 (MIT): three 480x640 photographs of
 #   one hand before a white wall (fist, half curl, index finger up) and a 43-frame 320x240 GIF of a
 #   man showing thumbs-up and victory signs (warm indoor light, his face beside the hand);
