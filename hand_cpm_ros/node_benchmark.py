@@ -144,13 +144,14 @@ class RssSampler:
         self.samples.append((round(time.monotonic() - self._started, 3), round(mib, 3)))
 
     def _run(self) -> None:
-        while True:
+        while not self._stop.wait(self.period):
             self._sample()
-            if self._stop.wait(self.period):
-                return
 
     def start(self) -> None:
+        # The first sample here, not in the thread: on a busy CPU the thread may start late, and
+        # a late 'start' sample would be taken for one of the second half's.
         self._started = time.monotonic()
+        self._sample()
         self._thread.start()
 
     def stop(self) -> None:
